@@ -1,0 +1,4 @@
+from data_prep.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""One module per dataset source; each defines a click command named `command`."""
