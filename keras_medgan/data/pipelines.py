@@ -1,0 +1,228 @@
+"""tf.data input pipelines over schema-v1 datasets.
+
+``make_dataset(cfg, split)`` runs: parallel interleave over shards -> parse ->
+decode PNG/JPEG -> resize (stretch, pad or centre crop, boxes moved along) ->
+cache (decoded uint8) -> shuffle -> repeat -> scale to [-1, 1] -> batch ->
+prefetch. Each element is a dict:
+
+| key | shape | dtype |
+|---|---|---|
+| ``image`` | ``[B, S, S, C]`` in [-1, 1] | float32 |
+| ``label`` | ``[B]`` (-1 = unlabeled) | int32 |
+| ``label_multi`` | ``[B, num_classes]`` multi-hot | float32 |
+| ``fitzpatrick`` | ``[B]`` (0 = unknown) | int32 |
+| ``boxes`` | ``[B, max_boxes, 4]`` ``[ymin, xmin, ymax, xmax]``, zero-padded | float32 |
+| ``box_labels`` | ``[B, max_boxes]``, zero-padded | int32 |
+| ``num_boxes`` | ``[B]`` | int32 |
+| ``source_id`` | ``[B]`` | string |
+
+Example:
+
+>>> cfg = DataConfig(data_dir="data/demo-derm", image_size=64, batch_size=16)
+>>> ds = make_dataset(cfg, "train")
+>>> batch = next(iter(ds))
+>>> batch["image"].shape
+TensorShape([16, 64, 64, 3])
+
+Under ``tf.distribute``, use ``distribute_dataset(strategy, cfg, split)``: each
+input pipeline reads its own shards and batches ``batch_size / replicas``.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from keras_medgan.config import DataConfig
+from keras_medgan.data import schema
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def decode_image(encoded: tf.Tensor, channels: int) -> tf.Tensor:
+    """Decodes PNG or JPEG bytes to uint8 ``[H, W, channels]`` (grey <-> RGB converted as needed)."""
+    image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+    image.set_shape([None, None, channels])
+    return image
+
+
+def scale_to_unit_range(image: tf.Tensor) -> tf.Tensor:
+    """uint8 [0, 255] -> float32 [-1, 1]."""
+    return tf.cast(image, tf.float32) / 127.5 - 1.0
+
+
+def to_uint8(image: tf.Tensor) -> tf.Tensor:
+    """float [-1, 1] -> uint8 [0, 255] (rounded, clipped); the inverse of ``scale_to_unit_range``."""
+    return tf.cast(tf.clip_by_value(tf.round((tf.cast(image, tf.float32) + 1.0) * 127.5), 0, 255), tf.uint8)
+
+
+def _transform_boxes(boxes: tf.Tensor, scale_y, scale_x, offset_y, offset_x) -> tf.Tensor:
+    """Maps normalised boxes by ``y' = y * scale_y + offset_y`` (same for x), clipped to [0, 1]."""
+    ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=-1)
+    out = tf.stack([ymin * scale_y + offset_y, xmin * scale_x + offset_x,
+                    ymax * scale_y + offset_y, xmax * scale_x + offset_x], axis=-1)
+    return tf.clip_by_value(out, 0.0, 1.0)
+
+
+def resize_image_and_boxes(image: tf.Tensor, boxes: tf.Tensor, box_labels: tf.Tensor, size: int, method: str):
+    """Resizes a uint8 image to ``size`` x ``size`` and moves its normalised boxes along.
+
+    ``stretch`` ignores the aspect ratio; ``pad`` fits the image inside and pads
+    with black; ``crop`` fills the square and centre-crops, dropping boxes that
+    end up outside the frame. Images already at the target size pass untouched.
+
+    Returns:
+        ``(image uint8 [size, size, C], boxes [N', 4], box_labels [N'])``.
+    """
+    shape = tf.shape(image)
+    h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+    s = tf.cast(size, tf.float32)
+    channels = image.shape[-1]
+
+    def resized(new_h, new_w):
+        out = tf.image.resize(image, tf.stack([new_h, new_w]), method="bilinear", antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
+
+    same = tf.logical_and(tf.equal(shape[0], size), tf.equal(shape[1], size))
+    if method == "stretch":
+        out = tf.cond(same, lambda: image, lambda: resized(size, size))
+        out_boxes = boxes
+    elif method == "pad":
+        scale = tf.minimum(s / h, s / w)
+        new_h = tf.maximum(1, tf.cast(tf.round(h * scale), tf.int32))
+        new_w = tf.maximum(1, tf.cast(tf.round(w * scale), tf.int32))
+        top, left = (size - new_h) // 2, (size - new_w) // 2
+        out = tf.cond(same, lambda: image,
+                      lambda: tf.image.pad_to_bounding_box(resized(new_h, new_w), top, left, size, size))
+        out_boxes = _transform_boxes(boxes, tf.cast(new_h, tf.float32) / s, tf.cast(new_w, tf.float32) / s,
+                                     tf.cast(top, tf.float32) / s, tf.cast(left, tf.float32) / s)
+    elif method == "crop":
+        scale = tf.maximum(s / h, s / w)
+        new_h = tf.maximum(size, tf.cast(tf.round(h * scale), tf.int32))
+        new_w = tf.maximum(size, tf.cast(tf.round(w * scale), tf.int32))
+        top, left = (new_h - size) // 2, (new_w - size) // 2
+        out = tf.cond(same, lambda: image,
+                      lambda: tf.image.crop_to_bounding_box(resized(new_h, new_w), top, left, size, size))
+        out_boxes = _transform_boxes(boxes, tf.cast(new_h, tf.float32) / s, tf.cast(new_w, tf.float32) / s,
+                                     -tf.cast(top, tf.float32) / s, -tf.cast(left, tf.float32) / s)
+    else:
+        raise ValueError(f"`method` must be one of ('stretch', 'pad', 'crop'). Received: method={method!r}")
+    out.set_shape([size, size, channels])
+    keep = tf.logical_and(out_boxes[:, 2] > out_boxes[:, 0], out_boxes[:, 3] > out_boxes[:, 1])
+    return out, tf.boolean_mask(out_boxes, keep), tf.boolean_mask(box_labels, keep)
+
+
+def pad_boxes(boxes: tf.Tensor, box_labels: tf.Tensor, max_boxes: int):
+    """``[N, 4]`` boxes -> dense ``[max_boxes, 4]`` zero-padded (truncated past ``max_boxes``), labels, and the count."""
+    n = tf.minimum(tf.shape(boxes)[0], max_boxes)
+    boxes, box_labels = boxes[:n], tf.cast(box_labels[:n], tf.int32)
+    dense = tf.pad(boxes, [[0, max_boxes - n], [0, 0]])
+    labels = tf.pad(box_labels, [[0, max_boxes - n]])
+    dense.set_shape([max_boxes, 4])
+    labels.set_shape([max_boxes])
+    return dense, labels, n
+
+
+def _example_fn(cfg: DataConfig, channels: int, num_classes: int):
+    """The per-record map: parse -> decode -> resize -> pad boxes (image stays uint8 for the cache)."""
+
+    def fn(serialized):
+        ex = schema.parse_example(serialized)
+        image = decode_image(ex[schema.IMAGE_ENCODED], channels)
+        image, boxes, box_labels = resize_image_and_boxes(image, ex[schema.BBOX], ex[schema.BBOX_LABEL],
+                                                          cfg.image_size, cfg.resize)
+        boxes, box_labels, num_boxes = pad_boxes(boxes, box_labels, cfg.max_boxes)
+        multi = ex[schema.LABEL_MULTI]
+        multi_hot = tf.reduce_max(tf.one_hot(multi, max(num_classes, 1), dtype=tf.float32), axis=0)
+        multi_hot = tf.cond(tf.size(multi) > 0, lambda: multi_hot, lambda: tf.zeros([max(num_classes, 1)]))
+        return {
+            "image": image,
+            "label": tf.cast(ex[schema.LABEL], tf.int32),
+            "label_multi": multi_hot,
+            "fitzpatrick": tf.cast(ex[schema.FITZPATRICK], tf.int32),
+            "boxes": boxes,
+            "box_labels": box_labels,
+            "num_boxes": num_boxes,
+            "source_id": ex[schema.SOURCE_ID],
+        }
+
+    return fn
+
+
+def _scale(example):
+    example = dict(example)
+    example["image"] = scale_to_unit_range(example["image"])
+    return example
+
+
+def make_dataset(
+    cfg: DataConfig,
+    split: str,
+    input_context: tf.distribute.InputContext | None = None,
+) -> tf.data.Dataset:
+    """Builds the input pipeline for one split of a schema-v1 dataset.
+
+    Args:
+        cfg: DataConfig. Where the data is and how to read it.
+        split: str. ``train``, ``val`` or ``test``.
+        input_context: optional ``tf.distribute.InputContext`` (given by
+            ``strategy.distribute_datasets_from_function``). Each input pipeline
+            then reads its own shards and batches the per-replica batch size.
+
+    Returns:
+        A ``tf.data.Dataset`` of dicts (see the module docstring).
+
+    Raises:
+        FileNotFoundError / SchemaError: the folder is not a schema-v1 dataset.
+        ValueError: the split is empty.
+    """
+    info = schema.read_dataset_info(cfg.data_dir)
+    files = schema.shard_paths(cfg.data_dir, split, info)
+    channels = cfg.channels or info.channels
+    batch_size = cfg.batch_size
+    deterministic = bool(cfg.deterministic)
+
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    shard_records = False
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(cfg.batch_size)
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        if len(files) >= input_context.num_input_pipelines:
+            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        else:
+            shard_records = True
+    if cfg.shuffle_buffer and len(files) > 1:
+        ds = ds.shuffle(len(files), seed=cfg.seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(
+        lambda f: tf.data.TFRecordDataset(f, buffer_size=1 << 20),
+        cycle_length=min(len(files), 8),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=deterministic,
+    )
+    if shard_records:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    ds = ds.map(_example_fn(cfg, channels, info.num_classes), num_parallel_calls=AUTOTUNE,
+                deterministic=deterministic)
+    if cfg.cache:
+        ds = ds.cache()
+    if cfg.shuffle_buffer:
+        ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=True)
+    if cfg.repeat:
+        ds = ds.repeat()
+    ds = ds.map(_scale, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    ds = ds.batch(batch_size, drop_remainder=cfg.drop_remainder, num_parallel_calls=AUTOTUNE,
+                  deterministic=deterministic)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    ds = ds.with_options(options)
+    return ds.prefetch(AUTOTUNE)
+
+
+def distribute_dataset(strategy: tf.distribute.Strategy, cfg: DataConfig, split: str):
+    """``make_dataset`` per input pipeline under ``strategy``; ``cfg.batch_size`` is the global batch."""
+    if cfg.batch_size % strategy.num_replicas_in_sync:
+        raise ValueError(
+            f"DataConfig.batch_size must be divisible by the {strategy.num_replicas_in_sync} replicas in sync. "
+            f"Received: batch_size={cfg.batch_size}"
+        )
+    return strategy.distribute_datasets_from_function(lambda ctx: make_dataset(cfg, split, input_context=ctx))
