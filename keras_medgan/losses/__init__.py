@@ -1,0 +1,7 @@
+"""Loss maths as pure functions on tensors (no models, no state)."""
+
+from keras_medgan.losses.adversarial import (ADVERSARIAL_LOSSES, get_adversarial_loss, hinge_discriminator_loss,
+                                             hinge_generator_loss, least_squares_discriminator_loss,
+                                             least_squares_generator_loss, vanilla_discriminator_loss,
+                                             vanilla_generator_loss)
+from keras_medgan.losses.reconstruction import feature_matching_loss, l1_loss, roi_l1_loss
