@@ -1,0 +1,6 @@
+"""Small serializable Keras layers used by the networks."""
+
+from keras_medgan.layers.normalization import make_norm
+from keras_medgan.layers.resize_conv import ResizeConv2D
+
+__all__ = ["ResizeConv2D", "make_norm"]
