@@ -12,7 +12,7 @@ import importlib
 import click
 
 # Adapter modules under data_prep.sources; each defines a click command named `command`.
-SOURCE_MODULES = ()
+SOURCE_MODULES = ("folder", "manifest", "ham10000", "isic", "chestxray14", "kermany", "medmnist", "fitzpatrick17k")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

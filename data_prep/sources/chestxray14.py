@@ -139,7 +139,7 @@ def read_chestxray14(root: str, classes: list[str] | None, val_fraction: float, 
             multi = tuple(sorted(class_index[f] for f in set(findings)))
             label = multi[0] if len(multi) == 1 else -1
         items.append(SourceItem(source_id=name, patient_id=row["Patient ID"],
-                                path=files.get(os.path.splitext(name)[0], os.path.join(folders[0], name)),
+                                path=files.get(os.path.splitext(name)[0], os.path.join(root, "images*", name)),
                                 label=label, label_multi=multi))
     if classes:
         notes.append(f"--classes {','.join(classes)}: kept {len(items)} single-finding images, left out {filtered} "
