@@ -62,3 +62,135 @@ class DataConfig:
                self.shuffle_buffer, "must be an integer >= 0")
         _check(isinstance(self.max_boxes, int) and self.max_boxes >= 1, name, "max_boxes", self.max_boxes,
                "must be an integer >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How a recipe trains: length, logging, checkpoints, precision, distribution.
+
+    Args:
+        steps: int. Total training steps (generator updates).
+        log_every: int. Steps between TensorBoard scalar writes and progress updates.
+        sample_every: int. Steps between sample grids (TensorBoard and ``samples/``).
+        checkpoint_every: int. Steps between checkpoints (also the unit of resume).
+        keep_checkpoints: int. How many recent checkpoints to keep.
+        precision: str. ``auto``, ``float32``, ``mixed_float16`` or ``mixed_bfloat16``.
+        jit: bool. Compile the train step with XLA (forced off under MirroredStrategy).
+        strategy: str. ``auto``, ``default``, ``mirrored`` or ``multiworker``.
+        seed: int. Seeds weights, noise and data order.
+    """
+
+    steps: int = 1000
+    log_every: int = 50
+    sample_every: int = 250
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 3
+    precision: str = "auto"
+    jit: bool = False
+    strategy: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self):
+        name = type(self).__name__
+        for field in ("steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
+            value = getattr(self, field)
+            _check(isinstance(value, int) and value >= 1, name, field, value, "must be an integer >= 1")
+        _check(self.precision in ("auto", "float32", "mixed_float16", "mixed_bfloat16"), name, "precision",
+               self.precision, "must be one of ('auto', 'float32', 'mixed_float16', 'mixed_bfloat16')")
+        _check(self.strategy in ("auto", "default", "mirrored", "multiworker"), name, "strategy", self.strategy,
+               "must be one of ('auto', 'default', 'mirrored', 'multiworker')")
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that does not fit the recipe's config."""
+
+
+def to_dict(cfg) -> dict:
+    """A nested config dataclass as plain JSON-able dicts."""
+    return dataclasses.asdict(cfg)
+
+
+def _coerce(value, current, where: str):
+    """Converts ``value`` (from TOML, JSON or a --set string) to the type of the field's current value."""
+    if isinstance(value, str) and not isinstance(current, str):
+        text = value.strip()
+        if text.lower() in ("none", "null"):
+            return None
+        if isinstance(current, bool):
+            if text.lower() in ("true", "1", "yes", "on"):
+                return True
+            if text.lower() in ("false", "0", "no", "off"):
+                return False
+            raise ConfigError(f"{where} must be true or false. Received: {value!r}")
+        try:
+            if isinstance(current, int):
+                return int(text)
+            if isinstance(current, float):
+                return float(text)
+            if current is None:
+                for cast in (int, float):
+                    try:
+                        return cast(text)
+                    except ValueError:
+                        pass
+                return text
+        except ValueError:
+            raise ConfigError(f"{where} must be a {type(current).__name__}. Received: {value!r}") from None
+        if isinstance(current, (list, tuple)):
+            return type(current)(v.strip() for v in text.split(",") if v.strip())
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(current, tuple) and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def replace(cfg, updates: dict, where: str = ""):
+    """A copy of nested config ``cfg`` with ``updates`` (nested dicts) applied; unknown keys raise ``ConfigError``."""
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    changes = {}
+    for key, value in updates.items():
+        path = f"{where}.{key}" if where else key
+        if key not in fields:
+            raise ConfigError(f"unknown config key `{path}`. Known keys here: {sorted(fields)}")
+        current = getattr(cfg, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"`{path}` is a section; give keys such as {path}.<key>=value. Received: {value!r}")
+            changes[key] = replace(current, value, path)
+        else:
+            changes[key] = _coerce(value, current, f"`{path}`")
+    try:
+        return dataclasses.replace(cfg, **changes)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+
+
+def parse_overrides(items) -> dict:
+    """``["train.steps=10", "loss.lambda_l1=50"]`` -> nested dict ``{"train": {"steps": "10"}, ...}``."""
+    nested: dict = {}
+    for item in items or ():
+        if "=" not in item:
+            raise ConfigError(f"--set expects section.key=value. Received: {item!r}")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def load_toml(path: str) -> dict:
+    """Reads a TOML config file into nested dicts (clear error when missing or malformed)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path!r} not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path!r} is not valid TOML: {e}") from None

@@ -154,12 +154,52 @@ def _scale(example):
     return example
 
 
+def records_per_pipeline(info: schema.DatasetInfo, split: str, num_pipelines: int = 1, pipeline_id: int = 0) -> int:
+    """How many records one input pipeline reads, from ``dataset.json`` (record i sits in shard i % n)."""
+    total, n = info.num_examples(split), int(info.shards.get(split, 0))
+    if num_pipelines <= 1 or n == 0:
+        return total
+    per_shard = [len(range(k, total, n)) for k in range(n)]
+    if n >= num_pipelines:
+        return sum(per_shard[pipeline_id::num_pipelines])
+    return len(range(pipeline_id, total, num_pipelines))
+
+
+def _shuffled_epoch(base: tf.data.Dataset, cfg: DataConfig, epoch: tf.Tensor) -> tf.data.Dataset:
+    """One epoch of ``base`` in an order that depends only on ``(cfg.seed, epoch)``.
+
+    Windows of ``min(shuffle_buffer, 1024)`` records are permuted with a stateless
+    seed made from the epoch, then a shuffle buffer with a fixed seed mixes across
+    windows. Seeding ``Dataset.shuffle`` with the epoch tensor itself is not an
+    option: TF 2.21 fails to trace that when the global seed is 0.
+    """
+    if not cfg.shuffle_buffer:
+        return base
+    window = min(cfg.shuffle_buffer, 1024)
+
+    def permute(i, records):
+        n = tf.shape(records["label"])[0]
+        seed = tf.stack([tf.cast(cfg.seed, tf.int64) * 1_000_003 + epoch, i])
+        order = tf.random.experimental.stateless_shuffle(tf.range(n), seed=seed)
+        return tf.nest.map_structure(lambda t: tf.gather(t, order), records)
+
+    d = base.batch(window).enumerate().map(permute).unbatch()
+    return d.shuffle(cfg.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=False)
+
+
 def make_dataset(
     cfg: DataConfig,
     split: str,
     input_context: tf.distribute.InputContext | None = None,
+    start_step: int = 0,
 ) -> tf.data.Dataset:
     """Builds the input pipeline for one split of a schema-v1 dataset.
+
+    With ``cfg.repeat`` the stream is a sequence of epochs, each shuffled with a
+    seed derived from ``cfg.seed`` and the epoch number and batched with
+    ``drop_remainder``; ``start_step`` starts it at that batch, so a resumed run
+    sees the batches a straight run would have seen (exactly so with
+    ``cfg.deterministic``). Skipping never re-reads more than one epoch.
 
     Args:
         cfg: DataConfig. Where the data is and how to read it.
@@ -167,31 +207,32 @@ def make_dataset(
         input_context: optional ``tf.distribute.InputContext`` (given by
             ``strategy.distribute_datasets_from_function``). Each input pipeline
             then reads its own shards and batches the per-replica batch size.
+        start_step: int. Batches of the repeated stream to skip (resume).
 
     Returns:
         A ``tf.data.Dataset`` of dicts (see the module docstring).
 
     Raises:
         FileNotFoundError / SchemaError: the folder is not a schema-v1 dataset.
-        ValueError: the split is empty.
+        ValueError: the split is empty, or smaller than one batch when repeating.
     """
     info = schema.read_dataset_info(cfg.data_dir)
     files = schema.shard_paths(cfg.data_dir, split, info)
     channels = cfg.channels or info.channels
     batch_size = cfg.batch_size
     deterministic = bool(cfg.deterministic)
+    pipelines_n, pipeline_id = 1, 0
 
     ds = tf.data.Dataset.from_tensor_slices(files)
     shard_records = False
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(cfg.batch_size)
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        if len(files) >= input_context.num_input_pipelines:
-            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        pipelines_n, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
+    if pipelines_n > 1:
+        if len(files) >= pipelines_n:
+            ds = ds.shard(pipelines_n, pipeline_id)
         else:
             shard_records = True
-    if cfg.shuffle_buffer and len(files) > 1:
-        ds = ds.shuffle(len(files), seed=cfg.seed, reshuffle_each_iteration=True)
     ds = ds.interleave(
         lambda f: tf.data.TFRecordDataset(f, buffer_size=1 << 20),
         cycle_length=min(len(files), 8),
@@ -199,21 +240,37 @@ def make_dataset(
         deterministic=deterministic,
     )
     if shard_records:
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        ds = ds.shard(pipelines_n, pipeline_id)
     ds = ds.map(_example_fn(cfg, channels, info.num_classes), num_parallel_calls=AUTOTUNE,
                 deterministic=deterministic)
     if cfg.cache:
         ds = ds.cache()
-    if cfg.shuffle_buffer:
-        ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=True)
+
     if cfg.repeat:
-        ds = ds.repeat()
+        n_records = records_per_pipeline(info, split, pipelines_n, pipeline_id)
+        steps_per_epoch = n_records // batch_size
+        if steps_per_epoch == 0:
+            raise ValueError(
+                f"Split {split!r} of {cfg.data_dir!r} has {n_records} records per input pipeline, fewer than one "
+                f"batch of {batch_size}. Lower DataConfig.batch_size or use more data."
+            )
+        start_epoch, offset = divmod(int(start_step), steps_per_epoch)
+        base = ds
+
+        def one_epoch(epoch):
+            return _shuffled_epoch(base, cfg, epoch).batch(batch_size, drop_remainder=True)
+
+        ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(one_epoch).skip(offset)
+    else:
+        if cfg.shuffle_buffer:
+            ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed)
+        ds = ds.batch(batch_size, drop_remainder=cfg.drop_remainder, num_parallel_calls=AUTOTUNE,
+                      deterministic=deterministic)
     ds = ds.map(_scale, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    ds = ds.batch(batch_size, drop_remainder=cfg.drop_remainder, num_parallel_calls=AUTOTUNE,
-                  deterministic=deterministic)
     options = tf.data.Options()
     options.deterministic = deterministic
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    if input_context is not None:  # this function already sharded per input pipeline
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     ds = ds.with_options(options)
     return ds.prefetch(AUTOTUNE)
 

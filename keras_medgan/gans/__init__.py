@@ -1,0 +1,3 @@
+"""GAN models: keras.Model subclasses whose train_step reads like the paper's algorithm."""
+
+from keras_medgan.gans.dermgan import DermGAN

@@ -1,0 +1,209 @@
+"""DermGAN (Ghorbani et al. 2020): pix2pix from semantic maps to clinical skin images.
+
+Paper: "DermGAN: Synthetic Generation of Clinical Skin Images with Pathology",
+Sec. 2 and Fig. 3. G is a U-Net that turns a semantic map (skin type, condition,
+ROI boxes; see ``keras_medgan.data.semantic_maps``) into an image; D is a
+PatchGAN on ``concat(map, image)``. G minimises four terms:
+
+    L_G = lambda_gan * L_GAN + lambda_l1 * L1(x, G(m)) + lambda_roi * L1_ROI(x, G(m), B(m))
+          + lambda_fm * || D_feat(m, x) - D_feat(m, G(m)) ||^2
+
+Code (vs. paper): the paper gives neither the optimiser nor the loss weights;
+we follow pix2pix (Adam 2e-4, beta1 0.5; D objective halved; lambda_l1 = 100)
+and choose lambda_roi and lambda_fm in the recipe config, where the choice is
+explained. The ablations of the paper's Table 1 are ``upsampling="transpose"``
+(no checkerboard mitigation), ``lambda_roi=0`` (no condition-specific loss) and
+``lambda_fm=0`` (no feature matching).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from keras_medgan.distribute import wrap_for_loss_scaling
+from keras_medgan.losses import feature_matching_loss, get_adversarial_loss, l1_loss, roi_l1_loss
+
+LOSS_NAMES = ("loss/g/total", "loss/g/gan", "loss/g/l1", "loss/g/l1_roi", "loss/g/feature_matching",
+              "loss/d/total", "loss/d/real", "loss/d/fake", "grad_norm/g", "grad_norm/d")
+
+
+def discriminator_outputs(outputs):
+    """``(logits, features)`` from the PatchGAN's outputs (a dict with those keys, or a list in that order)."""
+    if isinstance(outputs, dict):
+        return outputs["logits"], outputs["features"]
+    return outputs[0], outputs[1]
+
+
+def global_norm(grads) -> tf.Tensor:
+    """L2 norm over all gradients (None entries ignored), float32."""
+    grads = [tf.cast(g, tf.float32) for g in grads if g is not None]
+    return tf.linalg.global_norm(grads) if grads else tf.constant(0.0)
+
+
+@keras.saving.register_keras_serializable(package="keras_medgan")
+class DermGAN(keras.Model):
+    """DermGAN: the multi-loss pix2pix of Ghorbani et al. 2020.
+
+    Args:
+        generator: keras.Model. Semantic map ``[B, H, W, 3]`` -> image in [-1, 1]
+            (``networks.unet_generator``).
+        discriminator: keras.Model. ``[map, image]`` -> ``{"logits", "features"}``
+            (``networks.patch_discriminator``); ``features`` are the activations of
+            its second-to-last convolution, used for feature matching.
+
+    Example:
+
+    >>> gan = DermGAN(unet_generator(64), patch_discriminator(64))
+    >>> gan.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), keras.optimizers.Adam(2e-4, beta_1=0.5))
+    >>> gan.fit(train_ds, steps_per_epoch=100, epochs=10)   # batches: {"semantic_map": ..., "image": ...}
+
+    Reference:
+        Ghorbani et al. 2020, "DermGAN: Synthetic Generation of Clinical Skin Images with Pathology".
+        Isola et al. 2017, "Image-to-Image Translation with Conditional Adversarial Networks".
+    """
+
+    def __init__(self, generator: keras.Model, discriminator: keras.Model, **kwargs):
+        super().__init__(**kwargs)
+        self.generator = generator
+        self.discriminator = discriminator
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_NAMES}
+        self.built = True  # MirroredStrategy needs a built model before fit (DESIGN.md).
+
+    def compile(
+        self,
+        g_optimizer: keras.optimizers.Optimizer,
+        d_optimizer: keras.optimizers.Optimizer,
+        lambda_l1: float = 100.0,
+        lambda_roi: float = 100.0,
+        lambda_fm: float = 10.0,
+        lambda_gan: float = 1.0,
+        gan_loss: str = "vanilla",
+        **kwargs,
+    ):
+        """Sets the optimisers and the loss weights of the four G terms.
+
+        Args:
+            g_optimizer, d_optimizer: Keras optimisers (wrapped for loss scaling under mixed_float16).
+            lambda_l1: float. Whole-image L1 weight (pix2pix: 100).
+            lambda_roi: float. Condition-specific (ROI) L1 weight (DermGAN Sec. 2); 0 is the "no
+                condition-specific loss" ablation.
+            lambda_fm: float. Feature-matching weight (DermGAN Sec. 2); 0 is the "no feature matching" ablation.
+            lambda_gan: float. Adversarial weight.
+            gan_loss: str. ``vanilla`` (pix2pix), ``lsgan`` or ``hinge``.
+            **kwargs: passed to ``keras.Model.compile`` (``jit_compile``, ...).
+        """
+        for name, value in (("lambda_l1", lambda_l1), ("lambda_roi", lambda_roi), ("lambda_fm", lambda_fm),
+                            ("lambda_gan", lambda_gan)):
+            if not value >= 0:
+                raise ValueError(f"`{name}` must be >= 0. Received: {name}={value}")
+        self.g_loss_fn, self.d_loss_fn = get_adversarial_loss(gan_loss)
+        super().compile(**kwargs)
+        self.g_optimizer = wrap_for_loss_scaling(g_optimizer)
+        self.d_optimizer = wrap_for_loss_scaling(d_optimizer)
+        self.g_optimizer.build(self.generator.trainable_variables)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.lambda_l1, self.lambda_roi = float(lambda_l1), float(lambda_roi)
+        self.lambda_fm, self.lambda_gan = float(lambda_fm), float(lambda_gan)
+        self.gan_loss = gan_loss
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def call(self, semantic_maps, training=False):
+        return self.generator(semantic_maps, training=training)
+
+    def _discriminate(self, maps, images, training):
+        return discriminator_outputs(self.discriminator([maps, images], training=training))
+
+    def generator_loss_terms(self, maps, real, fake, training: bool) -> dict:
+        """The four DermGAN G terms and their weighted sum (shared by train_step and test_step)."""
+        fake_logits, fake_features = self._discriminate(maps, fake, training)
+        terms = {
+            "gan": self.g_loss_fn(fake_logits),  # min-max GAN loss
+            "l1": l1_loss(real, fake),  # whole-image L1, pix2pix Eq. 3
+            "l1_roi": roi_l1_loss(real, fake, maps[..., 2]),  # condition-specific L1 over the B-channel ROI
+        }
+        if self.lambda_fm > 0:  # feature matching on D's second-to-last activation
+            _, real_features = self._discriminate(maps, real, training)
+            terms["feature_matching"] = feature_matching_loss(real_features, fake_features)
+        else:
+            terms["feature_matching"] = tf.constant(0.0)
+        terms["total"] = (self.lambda_gan * terms["gan"] + self.lambda_l1 * terms["l1"]
+                          + self.lambda_roi * terms["l1_roi"] + self.lambda_fm * terms["feature_matching"])
+        return terms
+
+    def discriminator_loss_terms(self, maps, real, fake, training: bool) -> dict:
+        """D's loss on real and (detached) fake pairs, halved as in pix2pix."""
+        real_logits, _ = self._discriminate(maps, real, training)
+        fake_logits, _ = self._discriminate(maps, tf.stop_gradient(fake), training)
+        total = 0.5 * self.d_loss_fn(real_logits, fake_logits)
+        return {"total": total, "real": tf.reduce_mean(tf.cast(real_logits, tf.float32)),
+                "fake": tf.reduce_mean(tf.cast(fake_logits, tf.float32))}
+
+    @staticmethod
+    def _scaled(optimizer, loss):
+        """Per-replica share of ``loss``, times the loss scale under mixed_float16; computed inside the tape."""
+        return optimizer.scale_loss(loss / tf.distribute.get_strategy().num_replicas_in_sync)
+
+    @staticmethod
+    def _apply(optimizer, tape, scaled_loss, variables) -> tf.Tensor:
+        """One optimiser update from a loss made by ``_scaled``; returns the unscaled gradient norm."""
+        grads = tape.gradient(scaled_loss, variables)
+        optimizer.apply_gradients(zip(grads, variables))
+        norm = global_norm(grads) * tf.distribute.get_strategy().num_replicas_in_sync
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            norm = norm / tf.cast(optimizer.dynamic_scale, tf.float32)
+        return norm
+
+    def train_step(self, batch):
+        maps, real = batch["semantic_map"], batch["image"]
+        with tf.GradientTape() as g_tape:
+            fake = self.generator(maps, training=True)
+
+        # 1. D step: real pairs -> 1, generated pairs -> 0.
+        with tf.GradientTape() as d_tape:
+            d_terms = self.discriminator_loss_terms(maps, real, fake, training=True)
+            d_loss = self._scaled(self.d_optimizer, d_terms["total"])
+        d_norm = self._apply(self.d_optimizer, d_tape, d_loss, self.discriminator.trainable_variables)
+
+        # 2. G step against the updated D (the tape that produced `fake` resumes recording).
+        with g_tape:
+            g_terms = self.generator_loss_terms(maps, real, fake, training=True)
+            g_loss = self._scaled(self.g_optimizer, g_terms["total"])
+        g_norm = self._apply(self.g_optimizer, g_tape, g_loss, self.generator.trainable_variables)
+
+        return self._log(g_terms, d_terms, g_norm, d_norm)
+
+    def test_step(self, batch):
+        maps, real = batch["semantic_map"], batch["image"]
+        fake = self.generator(maps, training=False)
+        g_terms = self.generator_loss_terms(maps, real, fake, training=False)
+        d_terms = self.discriminator_loss_terms(maps, real, fake, training=False)
+        return self._log(g_terms, d_terms, None, None)
+
+    def _log(self, g_terms, d_terms, g_norm, d_norm) -> dict:
+        for key, value in g_terms.items():
+            self.trackers[f"loss/g/{key}"].update_state(value)
+        for key, value in d_terms.items():
+            self.trackers[f"loss/d/{key}"].update_state(value)
+        if g_norm is not None:
+            self.trackers["grad_norm/g"].update_state(g_norm)
+            self.trackers["grad_norm/d"].update_state(d_norm)
+        return {name: t.result() for name, t in self.trackers.items() if g_norm is not None or "grad" not in name}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "generator": keras.saving.serialize_keras_object(self.generator),
+            "discriminator": keras.saving.serialize_keras_object(self.discriminator),
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["generator"] = keras.saving.deserialize_keras_object(config["generator"])
+        config["discriminator"] = keras.saving.deserialize_keras_object(config["discriminator"])
+        return cls(**config)
