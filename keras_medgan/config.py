@@ -78,6 +78,8 @@ class TrainConfig:
         jit: bool. Compile the train step with XLA (forced off under MirroredStrategy).
         strategy: str. ``auto``, ``default``, ``mirrored`` or ``multiworker``.
         seed: int. Seeds weights, noise and data order.
+        deterministic: bool. Bit-exact reruns and resumes: TF op determinism and a deterministic input
+            pipeline (slower; meant for float32 on CPU).
     """
 
     steps: int = 1000
@@ -89,6 +91,7 @@ class TrainConfig:
     jit: bool = False
     strategy: str = "auto"
     seed: int = 0
+    deterministic: bool = False
 
     def __post_init__(self):
         name = type(self).__name__

@@ -31,7 +31,9 @@ class CheckpointError(RuntimeError):
 
 
 def _key(group: str, index: int, variable) -> str:
-    return f"{group}/{index:05d}/{variable.path}"
+    # By position, not by ``variable.path``: auto-generated names (``seed_generator_3``) depend on how many
+    # objects the process created before, and must not decide whether a checkpoint loads.
+    return f"{group}/{index:05d}"
 
 
 def save_checkpoint(directory: str, step: int, groups: dict, meta: dict | None = None, keep: int = 3) -> str:

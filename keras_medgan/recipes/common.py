@@ -131,6 +131,31 @@ def load_run_config(run_dir: str, get_config: Callable):
     return config_lib.replace(get_config(saved.get("preset", "demo")), saved)
 
 
+def resume_config(run_dir: str, get_config: Callable, args):
+    """The run's saved config with ``--set`` applied, refusing any change but ``train.steps``."""
+    saved = load_run_config(run_dir, get_config)
+    if args.config or args.data:
+        raise config_lib.ConfigError(f"--config and --data cannot change a run being resumed; its settings come from "
+                                     f"{run_dir}/config.json")
+    cfg = config_lib.replace(saved, config_lib.parse_overrides(args.overrides))
+    before, after = _flatten(config_lib.to_dict(saved)), _flatten(config_lib.to_dict(cfg))
+    changed = sorted(k for k in after if after[k] != before.get(k) and k != "train.steps")
+    if changed:
+        raise config_lib.ConfigError(f"when resuming only train.steps may change; these differ from {run_dir}/"
+                                     f"config.json: {', '.join(f'{k}={after[k]!r}' for k in changed)}")
+    return cfg
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 class MetricsLog(keras.callbacks.Callback):
     """Appends each fit epoch's logs, with the step and wall time, to ``metrics.jsonl``."""
 
@@ -210,7 +235,8 @@ def fit_with_checkpoints(
             samples.write()  # the untrained generator, for comparison
         h = model.fit(train_ds, steps_per_epoch=log_every, epochs=epochs, initial_epoch=initial_epoch,
                       validation_data=val_ds, validation_steps=validation_steps if val_ds is not None else None,
-                      validation_freq=train_cfg.sample_every // log_every, callbacks=callbacks, verbose=verbose)
+                      validation_freq=train_cfg.sample_every // log_every, callbacks=callbacks, verbose=verbose,
+                      shuffle=False)
         history = h.history
     seconds = time.time() - t0
     if nan_stop.message:

@@ -278,12 +278,7 @@ def train(argv=None) -> int:
             if run_dir is None:
                 raise config_lib.ConfigError(f"--resume: no run found under {common.runs_root()}/{RECIPE}; "
                                              "pass --run-dir.")
-            cfg = common.load_run_config(run_dir, get_config)
-            extra = config_lib.parse_overrides(args.overrides)
-            if set(extra) - {"train"} or set(extra.get("train", {})) - {"steps"} or args.config or args.data:
-                raise config_lib.ConfigError("when resuming only --set train.steps=N may change; the rest comes "
-                                             f"from {run_dir}/config.json")
-            cfg = config_lib.replace(cfg, extra)
+            cfg = common.resume_config(run_dir, get_config, args)
         else:
             run_dir = args.run_dir
             cfg = common.resolve_config(get_config, args)
@@ -296,11 +291,17 @@ def train(argv=None) -> int:
         return 0
 
     keras.utils.set_random_seed(cfg.train.seed)
+    if cfg.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
     policy = distribute.set_precision(cfg.train.precision)
     strategy = distribute.select_strategy(cfg.train.strategy)
     jit = distribute.resolve_jit(cfg.train.jit, strategy)
     cfg = resolve_data_dir(cfg)
     info = common.check_data_dir(cfg.data.data_dir)
+    for split in ("train", "val"):
+        if info.num_examples(split) == 0:
+            raise common.RecipeError(f"{cfg.data.data_dir} has no {split!r} records; DermGAN trains on 'train' and "
+                                     "samples fixed maps from 'val'. Re-create it with a non-zero --val-fraction.")
     channels = cfg.data.channels or info.channels
 
     if args.resume:
@@ -327,11 +328,13 @@ def train(argv=None) -> int:
         start_step = int(restore_checkpoint(ckpt, _training_groups(model))["step"])
         print(f"resuming {run_dir} from {os.path.basename(ckpt)} at step {start_step}")
 
-    data_cfg = dataclasses.replace(cfg.data, seed=cfg.train.seed)
+    data_cfg = dataclasses.replace(cfg.data, seed=cfg.train.seed,
+                                   deterministic=cfg.data.deterministic or cfg.train.deterministic)
     num_classes = info.num_classes
     train_ds = with_semantic_maps(pipelines.make_dataset(data_cfg, "train", start_step=start_step), num_classes,
                                   cfg.data.image_size)
-    val_cfg = dataclasses.replace(data_cfg, shuffle_buffer=0, repeat=False, drop_remainder=True, cache=False)
+    val_cfg = dataclasses.replace(data_cfg, shuffle_buffer=0, repeat=False, drop_remainder=False, cache=False)
+    val_batches = -(-info.num_examples("val") // cfg.data.batch_size)
     val_ds = with_semantic_maps(pipelines.make_dataset(val_cfg, "val"), num_classes, cfg.data.image_size)
     fixed = next(iter(val_ds.unbatch().batch(cfg.num_samples)))
     fixed_maps, fixed_real = fixed["semantic_map"], fixed["image"]
@@ -345,8 +348,9 @@ def train(argv=None) -> int:
         model, train_ds, val_ds.repeat(), cfg.train, run_dir, start_step=start_step, step_fn=step_fn,
         groups_fn=lambda: _training_groups(model), render_fn=render,
         optimizers={"g": model.g_optimizer, "d": model.d_optimizer}, config_text=_config_markdown(cfg),
-        validation_steps=cfg.validation_steps)
-    val = {k: float(v) for k, v in model.evaluate(val_ds, verbose=0, return_dict=True).items()}
+        validation_steps=min(cfg.validation_steps, val_batches))
+    val = model.evaluate(val_ds, steps=val_batches, verbose=0, return_dict=True)
+    val = {k: float(v) for k, v in val.items()}
     tmp = os.path.join(run_dir, ".tmp-generator.keras")
     generator.save(tmp)
     os.replace(tmp, os.path.join(run_dir, "generator.keras"))
