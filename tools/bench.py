@@ -4,12 +4,19 @@
 Usage:
   python tools/bench.py pipeline [--data DIR] [--image-size 256] [--num-images 1000] [--batch-size 64]
                                  [--repeats 3] [--json out.json]
+  python tools/bench.py dermgan [--image-size 256] [--batch-sizes 1,4] [--precision float32,mixed_bfloat16]
+                                [--jit/--no-jit] [--upsampling resize_conv] [--steps 10] [--warmup 3] [--json out.json]
 
 ``pipeline`` times ``keras_medgan.data.pipelines.make_dataset`` over a schema-v1
 dataset (by default a demo-derm dataset written at ``--image-size`` into a temporary
 folder): decoded images per second on a cold pass (parse + decode + resize, no
 cache) and on a cached pass (decoded images served from memory). It reports the
 median of ``--repeats`` passes.
+
+``dermgan`` times one DermGAN ``train_step`` (D step then G step, all four G loss
+terms) on a fixed random batch: the first call (tracing) on its own, then the
+median over ``--steps`` counted steps after ``--warmup``; it reports s/step,
+images/s and peak host memory (and peak GPU memory on a GPU).
 """
 
 from __future__ import annotations
@@ -98,6 +105,71 @@ def bench_pipeline(args) -> dict:
     }
 
 
+def _peak_host_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def bench_dermgan_step(image_size: int, batch_size: int, precision: str, jit: bool, upsampling: str, steps: int,
+                       warmup: int, base_filters: int = 64) -> dict:
+    """Times DermGAN train steps in a fresh Keras session under ``precision``."""
+    import keras
+    import numpy as np
+
+    from keras_medgan.data import semantic_maps as sm
+    from keras_medgan.gans import DermGAN
+    from keras_medgan.networks.patch_discriminator import patch_discriminator
+    from keras_medgan.networks.unet_generator import unet_generator
+
+    keras.backend.clear_session()
+    keras.mixed_precision.set_global_policy(precision)
+    keras.utils.set_random_seed(0)
+    gan = DermGAN(unet_generator(image_size, base_filters=base_filters, upsampling=upsampling),
+                  patch_discriminator(image_size, base_filters=base_filters))
+    gan.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), keras.optimizers.Adam(2e-4, beta_1=0.5), jit_compile=jit)
+    rng = np.random.default_rng(0)
+    boxes = np.tile(np.array([[[0.3, 0.3, 0.6, 0.7]]], np.float32), (batch_size, 1, 1))
+    maps = sm.semantic_map(tf.fill([batch_size], 3), boxes, tf.zeros([batch_size, 1], tf.int32),
+                           tf.ones([batch_size], tf.int32), 8, image_size)
+    batch = {"semantic_map": maps,
+             "image": tf.constant(rng.uniform(-1, 1, (batch_size, image_size, image_size, 3)), tf.float32)}
+    step = tf.function(gan.train_step, jit_compile=jit, reduce_retracing=True)
+    t0 = time.perf_counter()
+    logs = step(batch)
+    float(logs["loss/g/total"])
+    first = time.perf_counter() - t0
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        logs = step(batch)
+        float(logs["loss/g/total"])  # wait for the step to finish
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    median = statistics.median(times)
+    out = {"benchmark": "dermgan_train_step", "image_size": image_size, "batch_size": batch_size,
+           "precision": precision, "jit": jit, "upsampling": upsampling, "base_filters": base_filters,
+           "first_step_s": round(first, 3), "median_step_s": round(median, 4),
+           "images_per_s": round(batch_size / median, 2), "steps": steps, "warmup": warmup,
+           "peak_host_mb": round(_peak_host_mb(), 1)}
+    if tf.config.list_physical_devices("GPU"):
+        out["peak_gpu_mb"] = round(tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20, 1)
+    keras.mixed_precision.set_global_policy("float32")
+    return out
+
+
+def markdown_steps(results: list, mach: dict) -> str:
+    gpu = ", ".join(mach["gpus"]) or "none"
+    lines = [f"Machine: {mach['cpu']}, {mach['cores']} cores, GPU: {gpu}, TensorFlow {mach['tensorflow']}", "",
+             "| model | size | batch | precision | XLA | first step (s) | median s/step | images/s | peak host MB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| DermGAN ({r['upsampling']}, base {r['base_filters']}) | {r['image_size']} | {r['batch_size']} "
+                     f"| {r['precision']} | {r['jit']} | {r['first_step_s']} | {r['median_step_s']} "
+                     f"| {r['images_per_s']} | {r['peak_host_mb']} |")
+    return "\n".join(lines)
+
+
 def markdown(result: dict, mach: dict) -> str:
     gpu = ", ".join(mach["gpus"]) or "none"
     return "\n".join([
@@ -121,11 +193,33 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
     p.add_argument("--repeats", type=int, default=3, help="timed passes; the median is reported (default 3)")
     p.add_argument("--json", default=None, help="also write the result as JSON to this file")
+    d = sub.add_parser("dermgan", help="DermGAN train-step time")
+    d.add_argument("--image-size", type=int, default=256, help="image side (default 256)")
+    d.add_argument("--batch-sizes", default="1,4", help="comma-separated batch sizes (default 1,4)")
+    d.add_argument("--precision", default="float32,mixed_bfloat16",
+                   help="comma-separated: float32, mixed_bfloat16, mixed_float16 (default float32,mixed_bfloat16)")
+    d.add_argument("--jit", dest="jit", action="store_true", default=False, help="compile with XLA")
+    d.add_argument("--no-jit", dest="jit", action="store_false", help="no XLA (default)")
+    d.add_argument("--upsampling", default="resize_conv", choices=["resize_conv", "transpose"])
+    d.add_argument("--base-filters", type=int, default=64, help="U-Net ngf / PatchGAN ndf (default 64)")
+    d.add_argument("--steps", type=int, default=10, help="counted steps (default 10)")
+    d.add_argument("--warmup", type=int, default=3, help="uncounted steps after the first (default 3)")
+    d.add_argument("--json", default=None, help="also write the results as JSON to this file")
     args = parser.parse_args(argv)
     mach = machine()
-    result = bench_pipeline(args)
-    result["machine"] = mach
-    print(markdown(result, mach))
+    if args.what == "pipeline":
+        result = bench_pipeline(args)
+        result["machine"] = mach
+        print(markdown(result, mach))
+    else:
+        rows = []
+        for precision in args.precision.split(","):
+            for bs in (int(b) for b in args.batch_sizes.split(",")):
+                rows.append(bench_dermgan_step(args.image_size, bs, precision.strip(), args.jit, args.upsampling,
+                                               args.steps, args.warmup, args.base_filters))
+                print(json.dumps(rows[-1]), file=sys.stderr)
+        result = {"results": rows, "machine": mach}
+        print(markdown_steps(rows, mach))
     if args.json:
         schema.write_json_atomic(args.json, result)
     return 0

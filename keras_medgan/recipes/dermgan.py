@@ -163,9 +163,8 @@ def get_config(preset: str = "demo") -> DermGANConfig:
 
     \b
     demo  : python -m keras_medgan.recipes.dermgan
-            64 px demo-derm (2,000 images), batch 8, 1,000 steps, base_filters 32, mixed_bfloat16 where the
-            CPU supports it. About 10 minutes on 2 CPU cores; the sample grid shows lesions on the right
-            skin tones, ROI L1 falls below the whole-image L1 of the untrained model.
+            64 px demo-derm (2,000 images), batch 8, 3,000 steps, base_filters 32, mixed_bfloat16 where the
+            CPU supports it. About 10 minutes on 2 CPU cores (recipes/dermgan/README.md gives the numbers).
     smoke : 32 px, a few steps; for tests.
     paper : python -m keras_medgan.recipes.dermgan --preset paper --data DIR
             256 px, pix2pix unet_256 widths (base 64), batch 1 (pix2pix's default), Adam 2e-4 / 0.5,
@@ -176,7 +175,7 @@ def get_config(preset: str = "demo") -> DermGANConfig:
             preset="demo", name="demo",
             data=DataConfig(image_size=64, batch_size=8, shuffle_buffer=2048, max_boxes=4),
             model=ModelConfig(base_filters=32),
-            train=TrainConfig(steps=1000, log_every=50, sample_every=250, checkpoint_every=250),
+            train=TrainConfig(steps=3000, log_every=100, sample_every=500, checkpoint_every=500),
         )
     if preset == "smoke":
         return DermGANConfig(
