@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import click
 
+from data_prep.options import check_fractions, dataset_output_options
 from keras_medgan.data import demo
 from keras_medgan.data.writer import command_line
 
 
 def _demo_options(func):
-    options = [
-        click.option("--out", required=True, type=click.Path(file_okay=False),
-                     help="Folder to write the dataset into (a previous dataset there is replaced)."),
+    options = dataset_output_options(image_size=64, shards=2) + [
         click.option("--num-images", default=2000, show_default=True, type=click.IntRange(1, None),
                      help="How many images to generate."),
-        click.option("--image-size", default=64, show_default=True, type=click.IntRange(16, 1024),
-                     help="Side of the square images, in pixels."),
-        click.option("--val-fraction", default=0.1, show_default=True, type=click.FloatRange(0, 1, max_open=True),
-                     help="Fraction of images (split by patient) for validation."),
-        click.option("--test-fraction", default=0.1, show_default=True, type=click.FloatRange(0, 1, max_open=True),
-                     help="Fraction of images (split by patient) for testing."),
-        click.option("--seed", default=0, show_default=True, type=int,
-                     help="Generator and split seed; the same seed gives byte-identical shards."),
-        click.option("--shards", default=2, show_default=True, type=click.IntRange(1, 1024), help="Shard files per split."),
-        click.option("--format", "image_format", type=click.Choice(["png", "jpeg"]), default="png", show_default=True,
-                     help="Stored image encoding."),
         click.option("--balanced", is_flag=True, default=False,
                      help="Equal class frequencies instead of the default long tail."),
     ]
@@ -34,8 +22,9 @@ def _demo_options(func):
 
 
 def _write(kind, out, num_images, image_size, val_fraction, test_fraction, seed, shards, image_format, balanced):
-    if val_fraction + test_fraction >= 1:
-        raise click.BadParameter("--val-fraction + --test-fraction must be < 1", param_hint="--val-fraction")
+    check_fractions(val_fraction, test_fraction)
+    if image_size < 16:
+        raise click.BadParameter(f"demo images must be at least 16 px. Received: {image_size}", param_hint="--image-size")
     classes = demo.DEMO_DERM_CLASSES if kind == "demo-derm" else demo.DEMO_CXR_CLASSES
     weights = [1.0] * len(classes) if balanced else None
     with click.progressbar(length=num_images, label=f"{kind}: writing {out}") as bar:

@@ -15,12 +15,12 @@ import glob
 import json
 import os
 import re
-import tempfile
 
 import keras
 import numpy as np
 
 from keras_medgan.data.schema import write_json_atomic
+from keras_medgan.io_utils import atomic_open
 
 LATEST = "latest.json"
 _NAME_RE = re.compile(r"^ckpt-(\d{8})\.npz$")
@@ -56,17 +56,8 @@ def save_checkpoint(directory: str, step: int, groups: dict, meta: dict | None =
             arrays[_key(group, i, v)] = np.asarray(keras.ops.convert_to_numpy(v.value))
     arrays["__meta__"] = np.frombuffer(json.dumps({"step": int(step), **(meta or {})}).encode(), dtype=np.uint8)
     path = os.path.join(directory, f"ckpt-{int(step):08d}.npz")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-ckpt-", suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **arrays)
     write_json_atomic(os.path.join(directory, LATEST), {"checkpoint": os.path.basename(path), "step": int(step)})
     for old in sorted(glob.glob(os.path.join(directory, "ckpt-*.npz")))[:-keep]:
         if os.path.abspath(old) != os.path.abspath(path):

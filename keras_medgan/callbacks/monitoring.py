@@ -9,6 +9,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from keras_medgan.io_utils import atomic_open
+
 
 class StopOnNaN(keras.callbacks.Callback):
     """Stops training at the first non-finite loss and records which one, at which step.
@@ -102,10 +104,8 @@ def image_grid(columns: list, pad: int = 2) -> np.ndarray:
 
 def save_png_atomic(array: np.ndarray, path: str) -> str:
     """Writes a uint8 image as PNG via a temporary file and rename."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as f:
+        Image.fromarray(array).save(f, format="PNG")
     return path
 
 

@@ -16,6 +16,7 @@ import tensorflow as tf
 from PIL import Image, ImageDraw
 
 from keras_medgan.data import schema
+from keras_medgan.io_utils import atomic_open
 
 _SHARD_RE = re.compile(r"^(train|val|test)-(\d{5})-of-(\d{5})\.tfrecord$")
 # Distinct, colour-blind-safe box colours (Okabe-Ito), cycled by class index.
@@ -214,9 +215,6 @@ def contact_sheet(data_dir: str, path: str, split: str = "train", count: int = 6
     sheet = Image.new("RGB", (columns * cell, rows * cell), (40, 40, 40))
     for i, tile in enumerate(tiles):
         sheet.paste(tile, ((i % columns) * cell, (i // columns) * cell))
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    sheet.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as f:
+        sheet.save(f, format="PNG")
     return path

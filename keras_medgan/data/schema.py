@@ -18,10 +18,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from typing import Any, Iterable, Mapping, Sequence
 
 import tensorflow as tf
+
+from keras_medgan.io_utils import atomic_open
 
 SCHEMA_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -295,21 +296,9 @@ class DatasetInfo:
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     """Writes JSON to a temporary file in the same folder, then renames it over ``path``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=False)
+        f.write("\n")
 
 
 def write_dataset_info(data_dir: str | os.PathLike, info: DatasetInfo) -> str:

@@ -37,6 +37,7 @@ from keras_medgan.data import demo, pipelines, schema
 from keras_medgan.data import semantic_maps as sm
 from keras_medgan.data.writer import ImageRecord, ShardedWriter, command_line
 from keras_medgan.gans import DermGAN
+from keras_medgan.io_utils import atomic_open
 from keras_medgan.networks.patch_discriminator import patch_discriminator
 from keras_medgan.networks.unet_generator import unet_generator
 from keras_medgan.recipes import common
@@ -263,9 +264,8 @@ Lower `loss/g/l1` and `loss/g/l1_roi` mean the generator reproduces the validati
 more closely from the maps alone. These are reconstruction losses, not a verdict on realism: use the metrics
 suite (FID/KID with confidence intervals, memorization audit) on a `generate` output for that.
 """
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
+    with atomic_open(path, "w", encoding="utf-8") as f:
         f.write(text)
-    os.replace(path + ".tmp", path)
 
 
 def train(argv=None) -> int:
