@@ -86,6 +86,15 @@ def _check_int(name: str, value, minimum: int) -> int:
     return int(value)
 
 
+def _check_generator_args(num_images, image_size, seed) -> tuple[int, int, int]:
+    """Validated ``(num_images, image_size, seed)``."""
+    return (
+        _check_int("num_images", num_images, 1),
+        _check_int("image_size", image_size, _MIN_IMAGE_SIZE),
+        _check_int("seed", seed, 0),
+    )
+
+
 def _class_probabilities(class_weights, class_names: Sequence[str], default: Sequence[float]) -> np.ndarray:
     """Normalised class probabilities from ``None``, a sequence (class order) or a mapping name -> weight."""
     if class_weights is None:
@@ -519,15 +528,6 @@ def _render_derm(rng: np.random.Generator, size: int, label: int, skin_rgb: np.n
     return _to_uint8(image), boxes
 
 
-def _check_generator_args(num_images, image_size, seed) -> tuple[int, int, int]:
-    """Validated ``(num_images, image_size, seed)``."""
-    return (
-        _check_int("num_images", num_images, 1),
-        _check_int("image_size", image_size, _MIN_IMAGE_SIZE),
-        _check_int("seed", seed, 0),
-    )
-
-
 def generate_demo_derm(
     num_images: int,
     image_size: int = 64,
@@ -540,16 +540,16 @@ def generate_demo_derm(
     the patient's Fitzpatrick type, with lighting gradients, hair, defocus and
     sensor noise. The conditions differ the way a clinician would describe them:
 
-    | condition            | colour vs skin              | border            | texture                    | size, count  |
-    |----------------------|-----------------------------|-------------------|----------------------------|--------------|
-    | melanoma             | dark brown-black, blue veil | irregular, ragged | variegated, atypical net   | large, 1     |
-    | nevus                | even brown, darker centre   | smooth ellipse    | fine regular network       | small, 1-3   |
-    | basal_cell_carcinoma | pearly pink, shiny rim      | smooth-ish        | red branching vessels      | medium, 1    |
-    | seborrheic_keratosis | waxy tan-brown              | sharp             | ridges, white/dark dots    | medium, 1-2  |
-    | psoriasis            | salmon red                  | irregular         | silvery-white scale        | large, 1-3   |
-    | eczema               | patchy pink-red             | ill-defined       | fine red papules           | large, 1-2   |
-    | vascular_lesion      | bright red-purple           | smooth round      | dark lobules               | small, 1-3   |
-    | dermatofibroma       | light brown                 | soft              | pigment ring, white centre | small, 1     |
+    | condition            | colour vs skin              | border            | texture                    | size, n   |
+    |----------------------|-----------------------------|-------------------|----------------------------|-----------|
+    | melanoma             | dark brown-black, blue veil | irregular, ragged | variegated, atypical net   | large, 1  |
+    | nevus                | even brown, darker centre   | smooth ellipse    | fine regular network       | small, 1-3|
+    | basal_cell_carcinoma | pearly pink, shiny rim      | smooth-ish        | red branching vessels      | medium, 1 |
+    | seborrheic_keratosis | waxy tan-brown              | sharp             | ridges, white/dark dots    | medium,1-2|
+    | psoriasis            | salmon red                  | irregular         | silvery-white scale        | large, 1-3|
+    | eczema               | patchy pink-red             | ill-defined       | fine red papules           | large, 1-2|
+    | vascular_lesion      | bright red-purple           | smooth round      | dark lobules               | small, 1-3|
+    | dermatofibroma       | light brown                 | soft              | pigment ring, white centre | small, 1  |
 
     Skin colours are drawn per patient inside the ITA band of their type (Chardon
     et al. 1991 categories, see ``skin_tone``): from above 58 degrees (type I) to
@@ -609,6 +609,9 @@ def _derm_records(num_images: int, size: int, seed: int, probabilities: np.ndarr
 # ---------------------------------------------------------------------------
 
 
+_HEART_TILT_DEGREES = 25.0  # long axis of the heart, down towards the apex on the patient's left
+
+
 @dataclasses.dataclass(frozen=True)
 class _Chest:
     """A patient's anatomy (normalised image units), fixed for all their radiographs."""
@@ -619,7 +622,7 @@ class _Chest:
     dome_depth: float  # how far the costophrenic angles lie below the domes
     heart_ratio: float  # cardiothoracic ratio (heart width / thoracic width) when the heart is normal
     heart_shift: float  # heart centre, right of the image midline (the patient's left)
-    heart_half_height: float
+    heart_flatness: float  # minor / major axis of the heart's ellipse
     mediastinum_half_width: float
     rib_spacing: float
     rib_curvature: float
@@ -637,7 +640,7 @@ def _cxr_patient(seed: int, patient: int) -> _Chest:
         dome_depth=rng.uniform(0.06, 0.09),
         heart_ratio=rng.uniform(0.40, 0.47),
         heart_shift=rng.uniform(0.045, 0.07),
-        heart_half_height=rng.uniform(0.12, 0.145),
+        heart_flatness=rng.uniform(0.68, 0.80),
         mediastinum_half_width=rng.uniform(0.055, 0.07),
         rib_spacing=rng.uniform(0.075, 0.095),
         rib_curvature=rng.uniform(0.8, 1.4),
@@ -657,27 +660,40 @@ def _cxr_coordinates(rng: np.random.Generator, size: int) -> tuple[np.ndarray, n
             0.5 + px * math.cos(angle) + py * math.sin(angle))
 
 
-def _heart(chest: _Chest, y: np.ndarray, x: np.ndarray, size: int, enlarged: float) -> np.ndarray:
-    """Coverage of the heart shadow; ``enlarged`` is the cardiothoracic ratio to draw."""
-    half_width = enlarged * chest.thorax_half_width
-    half_height = chest.heart_half_height * (1.0 + 0.6 * (enlarged / chest.heart_ratio - 1.0))
-    cy = chest.dome_y - 0.55 * half_height
-    rho = np.hypot((y - cy) / half_height, (x - 0.5 - chest.heart_shift) / half_width)
-    return _soft_inside((rho - 1.0) * half_height, 0.01, size)
+def _heart(chest: _Chest, y: np.ndarray, x: np.ndarray, size: int, ratio: float) -> np.ndarray:
+    """Coverage of the heart shadow, an ellipse tilted down to the apex, ``ratio`` x the thoracic width wide."""
+    tilt = math.radians(_HEART_TILT_DEGREES)
+    half_width = ratio * chest.thorax_half_width  # horizontal half extent, as the cardiothoracic ratio measures
+    major = half_width / math.hypot(math.cos(tilt), chest.heart_flatness * math.sin(tilt))
+    minor = chest.heart_flatness * major
+    half_height = major * math.hypot(math.sin(tilt), chest.heart_flatness * math.cos(tilt))
+    dy, dx = y - (chest.dome_y - 0.45 * half_height), x - 0.5 - chest.heart_shift
+    u = dx * math.cos(tilt) + dy * math.sin(tilt)
+    v = dy * math.cos(tilt) - dx * math.sin(tilt)
+    return _soft_inside((np.hypot(u / major, v / minor) - 1.0) * minor, 0.01, size)
 
 
 def _lung(chest: _Chest, y: np.ndarray, x: np.ndarray, size: int, side: int, heart: np.ndarray) -> np.ndarray:
-    """Coverage of one lung field (side -1: image left, +1: image right), bounded by wall, mediastinum, heart, diaphragm."""
+    """Coverage of one lung field (side -1: image left, +1: image right).
+
+    Bounded by the chest wall, the mediastinum (with the aortic knob on the image right), the heart and the
+    diaphragm dome, whose meeting with the chest wall makes the sharp costophrenic angle.
+    """
     lateral = (x - 0.5) * side
     bottom_y = chest.dome_y + chest.dome_depth
     outer = (np.hypot(lateral / chest.thorax_half_width, (y - bottom_y) / (bottom_y - chest.apex_y)) - 1.0)
     outer = outer * chest.thorax_half_width
     medial = chest.mediastinum_half_width * (1.0 - 0.3 * _smoothstep((chest.dome_y - y) / 0.4)) - lateral
     peak = 0.45 * chest.thorax_half_width
-    dome = chest.dome_y - 0.015 * (side < 0) + chest.dome_depth * ((lateral - peak) / (chest.thorax_half_width - peak)) ** 2
+    # The right hemidiaphragm (image left) sits a little higher than the left.
+    dome_top = chest.dome_y - 0.015 * (side < 0)
+    dome = dome_top + chest.dome_depth * ((lateral - peak) / (chest.thorax_half_width - peak)) ** 2
     coverage = np.ones_like(y)
     for distance in (outer, medial, y - dome):
         coverage = coverage * _soft_inside(distance, 0.012, size)
+    if side > 0:  # the aortic knob bulges into the upper left (image right) lung border
+        knob = np.hypot(y - chest.apex_y - 0.19, x - 0.5 - 0.7 * chest.mediastinum_half_width - 0.004) - 0.038
+        coverage = coverage * (1.0 - _soft_inside(knob, 0.01, size))
     return coverage * (1.0 - heart)
 
 
@@ -758,8 +774,9 @@ def _consolidation(rng, chest, y, x, size, lung):
     ry, rx = rng.uniform(0.09, 0.16), rng.uniform(0.08, 0.13)
     rho = np.hypot((y - cy) / ry, (x - cx) / rx)
     patches, bronchi = _smooth_noise(rng, size, 9, count=2)
+    patches = patches - patches[rho < 1.0].mean() if np.any(rho < 1.0) else patches  # patchy, never absent
     # Ill-defined, fluffy margins (unlike a mass): noise dominates the edge, a guaranteed core keeps it visible.
-    fluffy = _smoothstep((2.5 * (1.0 - rho) + patches - 1.0) / 1.5)
+    fluffy = _smoothstep((3.0 * (1.0 - rho) + patches) / 1.5)
     opacity = np.maximum(fluffy, 0.8 * _smoothstep((0.5 - rho) / 0.3))
     opacity = opacity * (1.0 - 0.5 * _aa_gain(1.0 / 9, size) * _ridges(bronchi, 0.15))
     return rng.uniform(0.65, 0.9) * opacity * lung
@@ -810,7 +827,7 @@ def _render_cxr(rng: np.random.Generator, size: int, label: int, chest: _Chest):
                + 0.07 * _ribs(chest, y, x, size) * (0.4 + 0.6 * air) + 0.12 * _clavicles(chest, y, x, size)
                - chest.lung_air * air * (1.0 - texture))
     if name == "mass":
-        density = density + 0.05 * finding
+        density = density + 0.02 * finding
     image = np.clip(density * rng.uniform(0.92, 1.08), 0.0, 1.0) ** rng.uniform(0.9, 1.1)
     alpha = finding
     blur = _random_blur(rng, size, 0.25, (0.3, 0.6))
@@ -977,7 +994,9 @@ def write_demo_dataset(
     num_images, image_size, seed = _check_generator_args(num_images, image_size, seed)
     shards = _check_int("shards", shards, 1)
     if image_format not in schema.IMAGE_FORMATS:
-        raise ValueError(f"`image_format` must be one of {schema.IMAGE_FORMATS}. Received: image_format={image_format!r}")
+        raise ValueError(
+            f"`image_format` must be one of {schema.IMAGE_FORMATS}. Received: image_format={image_format!r}"
+        )
     if progress is not None and not callable(progress):
         raise ValueError(f"`progress` must be None or a callable taking a count. Received: progress={progress!r}")
     probabilities = _class_probabilities(class_weights, spec.class_names, spec.default_weights)
@@ -1031,7 +1050,7 @@ def _is_cached(folder: str, kind: str, image_size: int, num_images: int, seed: i
     spec = _demo_kind(kind)
     default = _rounded(_class_probabilities(None, spec.class_names, spec.default_weights))
     return (info.source == kind and info.image_size == [image_size, image_size] and info.seed == seed
-            and info.extra.get("generator_version") == DEMO_GENERATOR_VERSION
+            and isinstance(info.extra, dict) and info.extra.get("generator_version") == DEMO_GENERATOR_VERSION
             and info.extra.get("num_images") == num_images
             and info.extra.get("class_probabilities") == default)
 
