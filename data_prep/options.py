@@ -22,7 +22,7 @@ def dataset_output_options(image_size: int, shards: int):
                           "split."),
         click.option("--test-fraction", default=0.1, show_default=True, type=click.FloatRange(0, 1, max_open=True),
                      help="Fraction of images (split by patient) for testing, when the source has no official split."),
-        click.option("--seed", default=0, show_default=True, type=int,
+        click.option("--seed", default=0, show_default=True, type=click.IntRange(0, None),
                      help="Seed for the patient split and any randomness; the same seed gives byte-identical shards."),
         click.option("--shards", default=shards, show_default=True, type=click.IntRange(1, 4096),
                      help="Shard files per split."),

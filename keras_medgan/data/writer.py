@@ -266,6 +266,9 @@ class ShardedWriter:
 
     def add(self, split: str, record: ImageRecord, class_names: Sequence[str]) -> None:
         """Encodes and adds one record."""
+        if not -1 <= record.label < len(class_names):
+            raise ValueError(f"record {record.source_id!r} has label {record.label}, outside -1..{len(class_names) - 1} "
+                             f"for class_names={list(class_names)}")
         label_name = class_names[record.label] if record.label >= 0 else "unlabeled"
         self.add_serialized(split, serialize_record(record, self.image_format), label_name=label_name,
                             fitzpatrick=record.fitzpatrick, fitzpatrick_estimated=record.fitzpatrick_estimated)
