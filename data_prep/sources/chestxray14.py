@@ -9,7 +9,7 @@ import click
 
 from data_prep.options import common_options
 from data_prep.prepare import PreparationError, PrepOptions, SourceItem, prepare_dataset
-from data_prep.sources.common import (echo_notes, image_size, index_files, is_blank, parse_name_list,
+from data_prep.sources.common import (echo_notes, image_size, index_files, is_blank, non_blank_rows, parse_name_list,
                                       pixel_box_to_normalised, read_csv, require_dir, row_input, skip)
 from keras_medgan.data.writer import assign_splits
 
@@ -114,10 +114,7 @@ def read_chestxray14(root: str, classes: list[str] | None, val_fraction: float, 
     class_names = list(classes) if classes else list(CLASS_NAMES)
     class_index = {c: i for i, c in enumerate(class_names)}
     items, skipped, notes, filtered = [], [], [], 0
-    for i, row in enumerate(df.to_dict("records")):
-        if is_blank(row.values()):
-            skipped.append(skip(row_input(data_entry, i), "blank row"))
-            continue
+    for i, row in non_blank_rows(df.to_dict("records"), data_entry, skipped):
         name = row["Image Index"]
         where = row_input(data_entry, i, name)
         findings = [f.strip() for f in row["Finding Labels"].split("|") if f.strip()]

@@ -147,3 +147,12 @@ def echo_notes(notes: Sequence[str]) -> None:
     """Prints adapter notes (things a user should know that are not errors)."""
     for note in notes:
         click.echo(f"note: {note}")
+
+
+def non_blank_rows(rows, csv_path: str, skipped: list):
+    """Yields ``(index, row)`` for every row that is not blank; blank ones go to ``skipped`` with their line."""
+    for i, row in enumerate(rows):
+        if is_blank(row.values()):
+            skipped.append(skip(row_input(csv_path, i), "blank row"))
+            continue
+        yield i, row

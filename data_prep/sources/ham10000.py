@@ -8,7 +8,7 @@ import click
 
 from data_prep.options import common_options
 from data_prep.prepare import PrepOptions, SourceItem, prepare_dataset
-from data_prep.sources.common import (echo_notes, index_files, is_blank, read_csv, require_dir, require_file,
+from data_prep.sources.common import (echo_notes, index_files, non_blank_rows, read_csv, require_dir, require_file,
                                       row_input, skip)
 
 # The seven diagnoses of HAM10000, in the order of the dataset paper and of most published code.
@@ -34,10 +34,7 @@ def read_ham10000(metadata: str, images: dict[str, str] | None = None, masks: di
     index = {c: i for i, c in enumerate(CLASS_NAMES)}
     items, skipped, seen = [], [], set()
     with_mask = 0
-    for i, row in enumerate(df.to_dict("records")):
-        if is_blank(row.values()):
-            skipped.append(skip(row_input(metadata, i), "blank row"))
-            continue
+    for i, row in non_blank_rows(df.to_dict("records"), metadata, skipped):
         image_id = row["image_id"]
         if image_id.lower().endswith((".jpg", ".jpeg")):
             image_id = os.path.splitext(image_id)[0]

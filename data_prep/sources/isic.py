@@ -8,7 +8,7 @@ import click
 
 from data_prep.options import common_options
 from data_prep.prepare import PreparationError, PrepOptions, SourceItem, prepare_dataset
-from data_prep.sources.common import (echo_notes, index_files, is_blank, read_csv, require_dir, require_file,
+from data_prep.sources.common import (echo_notes, index_files, non_blank_rows, read_csv, require_dir, require_file,
                                       row_input, skip)
 
 # ISIC 2019 Task 1 diagnoses, in the column order of ISIC_2019_Training_GroundTruth.csv (UNK has no training image).
@@ -52,10 +52,7 @@ def read_isic2019(ground_truth: str, metadata: str | None, images: dict[str, str
                   "AK": "benign" if actinic_keratosis == "benign" else None, "BCC": None, "SCC": None}
     index = {c: i for i, c in enumerate(class_names)}
     items, skipped, no_lesion = [], [], 0
-    for i, row in enumerate(gt.to_dict("records")):
-        if is_blank(row.values()):
-            skipped.append(skip(row_input(ground_truth, i), "blank row"))
-            continue
+    for i, row in non_blank_rows(gt.to_dict("records"), ground_truth, skipped):
         name = row["image"]
         where = row_input(ground_truth, i, name)
         try:
@@ -100,10 +97,7 @@ def read_isic2020(train_csv: str, images: dict[str, str], task: str, image_dir: 
                   fix="Pass the ISIC 2020 train.csv (ISIC_2020_Training_GroundTruth.csv) with --metadata.")
     class_names = list(BENIGN_MALIGNANT if task == "all" else MELANOMA_VS_BENIGN)
     items, skipped, no_patient = [], [], 0
-    for i, row in enumerate(df.to_dict("records")):
-        if is_blank(row.values()):
-            skipped.append(skip(row_input(train_csv, i), "blank row"))
-            continue
+    for i, row in non_blank_rows(df.to_dict("records"), train_csv, skipped):
         name = row["image_name"]
         where = row_input(train_csv, i, name)
         if not name:

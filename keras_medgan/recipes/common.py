@@ -27,7 +27,6 @@ import numpy as np
 from keras_medgan import config as config_lib
 from keras_medgan.callbacks import ResumableCheckpoint, SampleGrid, StopOnNaN, TensorBoardScalars, latest_checkpoint
 from keras_medgan.data import schema
-from keras_medgan.data.schema import write_json_atomic
 
 RUNS_ROOT_ENV = "KERAS_MEDGAN_RUNS"
 _RUN_RE = re.compile(r"^(\d{5})-")

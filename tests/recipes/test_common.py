@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from keras_medgan import config as config_lib
 from keras_medgan.callbacks import latest_checkpoint
-from keras_medgan.config import DataConfig, TrainConfig
+from keras_medgan.config import TrainConfig
 from keras_medgan.recipes import common
 from keras_medgan.recipes.dermgan import get_config
 
