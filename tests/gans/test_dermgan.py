@@ -111,3 +111,18 @@ def test_train_step_under_mirrored_strategy_with_two_replicas():
     history = gan.fit(ds, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)
     assert int(keras.ops.convert_to_numpy(gan.g_optimizer.iterations)) == 2
     assert np.isfinite(history.history["loss/g/total"][-1])
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_train_step_under_mixed_precision(policy):
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        gan = _gan()
+        logs = gan.train_step(_batch())
+        fake = gan.generator(_batch()["semantic_map"], training=False)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert fake.dtype == "float32"  # G's output layer stays float32 (DESIGN.md)
+    assert all(np.isfinite(float(v)) for v in logs.values())
+    wrapped = isinstance(gan.g_optimizer, keras.optimizers.LossScaleOptimizer)
+    assert wrapped == (policy == "mixed_float16")  # loss scaling only where float16 needs it
