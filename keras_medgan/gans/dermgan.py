@@ -189,8 +189,11 @@ class DermGAN(keras.Model):
         for key, value in d_terms.items():
             self.trackers[f"loss/d/{key}"].update_state(value)
         if g_norm is not None:
-            self.trackers["grad_norm/g"].update_state(g_norm)
-            self.trackers["grad_norm/d"].update_state(d_norm)
+            # Under mixed_float16 a step whose scaled gradients overflow is skipped by the loss-scale optimizer
+            # (and the scale lowered); its norm is inf by design and must not trip the NaN stop.
+            for name, norm in (("grad_norm/g", g_norm), ("grad_norm/d", d_norm)):
+                finite = tf.math.is_finite(norm)
+                self.trackers[name].update_state(tf.where(finite, norm, 0.0), sample_weight=tf.cast(finite, tf.float32))
         return {name: t.result() for name, t in self.trackers.items() if g_norm is not None or "grad" not in name}
 
     def get_config(self):
