@@ -249,10 +249,10 @@ def fit_with_checkpoints(
     return FitResult(start_step, int(step_fn()), seconds, history, last, samples.last_path)
 
 
-def main_guard(fn: Callable[[], int]) -> None:
-    """Runs a recipe's main, turning user-fixable errors into one message and exit status 1."""
+def guarded(fn: Callable[..., int], *args) -> int:
+    """Runs a recipe entry point; a user-fixable error becomes one message on stderr and exit status 1."""
     try:
-        sys.exit(fn())
+        return fn(*args)
     except (config_lib.ConfigError, RecipeError, FileNotFoundError, schema.SchemaError) as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        return 1

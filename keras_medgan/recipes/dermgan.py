@@ -307,6 +307,9 @@ def train(argv=None) -> int:
         if ckpt is None:
             raise common.RecipeError(f"{run_dir} has no checkpoint to resume from; start a new run instead.")
     else:
+        if run_dir and os.path.exists(os.path.join(run_dir, "config.json")):
+            raise common.RecipeError(f"{run_dir} already holds a run; continue it with --resume or pass a new "
+                                     "--run-dir (nothing was changed).")
         run_dir = run_dir or common.new_run_dir(RECIPE, cfg.name)
         os.makedirs(run_dir, exist_ok=True)
         ckpt = None
@@ -461,7 +464,7 @@ def generate(argv=None) -> int:
         for i, (img, rec) in enumerate(zip(images, records)):
             save_png_atomic(img if img.shape[-1] == 3 else img[..., 0], os.path.join(args.out, "images",
                                                                                       f"{i:06d}.png"))
-            writer.add("train", ImageRecord(image=img if img.shape[-1] in (1, 3) else img[..., :3],
+            writer.add("train", ImageRecord(image=img,
                                             label=rec["label"], fitzpatrick=rec["fitzpatrick"],
                                             bboxes=[[min(max(v, 0.0), 1.0) for v in b] for b in rec["bboxes"]],
                                             bbox_labels=rec["bbox_labels"], patient_id=f"synthetic-{i:06d}",
@@ -497,11 +500,12 @@ def generate(argv=None) -> int:
 
 
 def main(argv=None) -> int:
+    """Entry point: ``generate ...`` or training; returns the exit status (1 on a user-fixable error)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "generate":
-        return generate(argv[1:])
-    return train(argv)
+        return common.guarded(generate, argv[1:])
+    return common.guarded(train, argv)
 
 
 if __name__ == "__main__":
-    common.main_guard(main)
+    sys.exit(main())

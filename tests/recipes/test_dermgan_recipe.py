@@ -96,6 +96,13 @@ def test_bad_config_is_rejected_before_training(env, capsys, args, message):
     assert message in capsys.readouterr().err
 
 
+def test_an_existing_run_dir_is_not_overwritten(smoke_run, capsys):
+    before = open(os.path.join(smoke_run, "config.json")).read()
+    assert dermgan.main(["--preset", "smoke", "--run-dir", smoke_run]) == 1
+    assert "already holds a run" in capsys.readouterr().err
+    assert open(os.path.join(smoke_run, "config.json")).read() == before
+
+
 def test_data_without_dataset_json_is_rejected(env, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         dermgan.main(["--preset", "smoke", "--data", str(tmp_path)])
