@@ -104,6 +104,57 @@ class TrainConfig:
                "must be one of ('auto', 'default', 'mirrored', 'multiworker')")
 
 
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """How a recipe judges its generator (``keras_medgan.metrics``), during and after training.
+
+    Args:
+        features: str. Feature extractor: ``classifier:auto`` (a domain classifier trained on the real training
+            split and cached; offline; the demo presets' ruler), ``classifier:PATH.keras`` or ``inception_v3``.
+        metrics: str. Final-evaluation metrics, comma-separated from fid,kid,is,prdc,memorization.
+        every: int. Steps between periodic FID/KID evaluations logged as ``metrics/<name>`` (a multiple of
+            ``train.log_every``); 0 = only the final evaluation.
+        reference_split: str. Real split the generated images are compared with (and whose maps / labels
+            condition the generator).
+        heldout_split: str. Real split the memorization audit uses as "never seen" images.
+        num_images: int. Generated images in the final evaluation; 0 = one per reference image.
+        periodic_images: int. Generated images per periodic evaluation; 0 = one per reference image.
+        trials: int. FID random-subset trials (DermGAN Table 1: 50).
+        bootstrap: int. Bootstrap resamples for the other intervals.
+        ruler_epochs: int. Training epochs of the ``classifier:auto`` ruler.
+    """
+
+    features: str = "classifier:auto"
+    metrics: str = "fid,kid,is,prdc,memorization"
+    every: int = 0
+    reference_split: str = "val"
+    heldout_split: str = "test"
+    num_images: int = 0
+    periodic_images: int = 0
+    trials: int = 50
+    bootstrap: int = 100
+    ruler_epochs: int = 8
+
+    def __post_init__(self):
+        name = type(self).__name__
+        for field in ("every", "num_images", "periodic_images", "trials", "bootstrap"):
+            value = getattr(self, field)
+            _check(isinstance(value, int) and value >= 0, name, field, value, "must be an integer >= 0")
+        _check(isinstance(self.ruler_epochs, int) and self.ruler_epochs >= 1, name, "ruler_epochs",
+               self.ruler_epochs, "must be an integer >= 1")
+        for field in ("reference_split", "heldout_split"):
+            _check(getattr(self, field) in ("train", "val", "test"), name, field, getattr(self, field),
+                   "must be train, val or test")
+        _check(self.reference_split != "train", name, "reference_split", self.reference_split,
+               "must be a split the GAN does not train on (val or test)")
+        _check(self.features.partition(":")[0] in ("classifier", "inception_v3"), name, "features", self.features,
+               "must be classifier:auto, classifier:PATH or inception_v3")
+        known = ("fid", "kid", "is", "prdc", "memorization")
+        unknown = [m for m in self.metrics.split(",") if m.strip() and m.strip() not in known]
+        _check(not unknown and self.metrics.strip() != "", name, "metrics", self.metrics,
+               f"must be a comma-separated list from {','.join(known)}")
+
+
 class ConfigError(ValueError):
     """A configuration key or value that does not fit the recipe's config."""
 

@@ -34,3 +34,30 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", encoding: str | None 
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+CACHE_ENV = "KERAS_MEDGAN_CACHE"
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> str:
+    """``cache_dir``, else ``$KERAS_MEDGAN_CACHE``, else ``~/.cache/keras_medgan``: where demo datasets, domain
+    classifiers and cached real-image features live."""
+    if cache_dir is not None:
+        return os.fspath(cache_dir)
+    return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "keras_medgan")
+
+
+def save_model_atomic(model, path: str | os.PathLike) -> str:
+    """``model.save`` to a temporary ``.keras`` name beside ``path``, then rename over it (Keras saves by path,
+    so ``atomic_open`` cannot be used). Returns ``path``."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{os.path.basename(path)}")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path

@@ -3,3 +3,4 @@
 from keras_medgan.callbacks.checkpoint import (CheckpointError, ResumableCheckpoint, latest_checkpoint,
                                                restore_checkpoint, save_checkpoint)
 from keras_medgan.callbacks.monitoring import SampleGrid, StopOnNaN, TensorBoardScalars, image_grid
+from keras_medgan.callbacks.evaluation import PeriodicEvaluation

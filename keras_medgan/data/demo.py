@@ -41,6 +41,7 @@ import numpy as np
 
 from keras_medgan.data import schema, skin_tone, writer
 from keras_medgan.data.writer import ImageRecord
+from keras_medgan.io_utils import cache_root
 
 DEMO_KINDS = ("demo-derm", "demo-cxr")
 DEMO_DERM_CLASSES = (
@@ -65,7 +66,6 @@ DEMO_GENERATOR_VERSION = 1
 
 _MIN_IMAGE_SIZE = 16
 _BOX_ALPHA_THRESHOLD = 0.05
-_CACHE_ENV = "KERAS_MEDGAN_CACHE"
 
 # Independent random streams: np.random.default_rng([seed, stream, index]).
 _DERM_IMAGE_STREAM, _DERM_PATIENT_STREAM, _DERM_GROUP_STREAM = 101, 102, 103
@@ -1031,13 +1031,6 @@ def _rounded(probabilities: np.ndarray) -> list[float]:
     return [round(float(p), 6) for p in probabilities]
 
 
-def _cache_root(cache_dir) -> str:
-    """``cache_dir``, else ``$KERAS_MEDGAN_CACHE``, else ``~/.cache/keras_medgan``."""
-    if cache_dir is not None:
-        return os.fspath(cache_dir)
-    return os.environ.get(_CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "keras_medgan")
-
-
 def _is_cached(folder: str, kind: str, image_size: int, num_images: int, seed: int) -> bool:
     """Whether ``folder`` holds a complete demo dataset written by this generator version with these settings."""
     try:
@@ -1090,7 +1083,7 @@ def ensure_demo_dataset(
     """
     _demo_kind(kind)
     num_images, image_size, seed = _check_generator_args(num_images, image_size, seed)
-    parent = os.path.join(_cache_root(cache_dir), "demo")
+    parent = os.path.join(cache_root(cache_dir), "demo")
     folder = os.path.join(parent, f"{kind}-{image_size}px-{num_images}img-seed{seed}")
     if _is_cached(folder, kind, image_size, num_images, seed):
         return folder

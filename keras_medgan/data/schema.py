@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from typing import Any, Iterable, Mapping, Sequence
@@ -366,3 +367,18 @@ def shard_paths(data_dir: str | os.PathLike, split: str, info: DatasetInfo | Non
             "Re-create the dataset with `medgan-data`."
         )
     return paths
+
+
+def dataset_fingerprint(data_dir: str | os.PathLike) -> str:
+    """Hash of ``dataset.json`` and the shard files' names and sizes: changes whenever the data does.
+
+    Used as a cache key for everything derived from a dataset (domain classifiers, real-image features).
+    """
+    data_dir = os.fspath(data_dir)
+    digest = hashlib.sha256()
+    with open(os.path.join(data_dir, DATASET_JSON), "rb") as f:
+        digest.update(f.read())
+    for name in sorted(os.listdir(data_dir)):
+        if name.endswith(".tfrecord"):
+            digest.update(f"{name}:{os.path.getsize(os.path.join(data_dir, name))}".encode())
+    return digest.hexdigest()[:16]

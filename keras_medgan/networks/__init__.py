@@ -1,6 +1,7 @@
 """Network builders returning `keras.Model`s."""
 
+from keras_medgan.networks.classifiers import domain_classifier
 from keras_medgan.networks.patch_discriminator import patch_discriminator
 from keras_medgan.networks.unet_generator import unet_generator
 
-__all__ = ["patch_discriminator", "unet_generator"]
+__all__ = ["domain_classifier", "patch_discriminator", "unet_generator"]

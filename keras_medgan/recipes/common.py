@@ -199,12 +199,14 @@ def fit_with_checkpoints(
     meta_fn: Callable[[], dict] | None = None,
     validation_steps: int = 4,
     verbose: int | str = "auto",
+    extra_callbacks=(),
 ) -> FitResult:
     """Runs ``model.fit`` in epochs of ``train.log_every`` steps from ``start_step`` to ``train.steps``.
 
     Every epoch logs scalars (TensorBoard and ``metrics.jsonl``); every
     ``sample_every`` steps a sample grid and a validation pass; every
-    ``checkpoint_every`` steps (and at the end) an atomic checkpoint. Raises
+    ``checkpoint_every`` steps (and at the end) an atomic checkpoint; ``extra_callbacks`` (e.g.
+    ``PeriodicEvaluation``) run before the checkpoint of the same epoch. Raises
     ``RecipeError`` naming the step and the last good checkpoint when a loss
     becomes NaN or Inf.
     """
@@ -224,7 +226,7 @@ def fit_with_checkpoints(
     samples = SampleGrid(render_fn, os.path.join(run_dir, "samples"), tb_dir, step_fn,
                          train_cfg.sample_every // log_every)
     callbacks = [nan_stop, TensorBoardScalars(tb_dir, step_fn, optimizers, config_text),
-                 MetricsLog(os.path.join(run_dir, "metrics.jsonl"), step_fn), checkpoint, samples]
+                 MetricsLog(os.path.join(run_dir, "metrics.jsonl"), step_fn), *extra_callbacks, checkpoint, samples]
     epochs = -(-train_cfg.steps // log_every)
     initial_epoch = start_step // log_every
     t0 = time.time()

@@ -11,6 +11,9 @@ Train (no arguments: preset ``demo`` on the procedural demo-derm data, 64 px, ~1
     python -m keras_medgan.recipes.dermgan --config recipes/dermgan/ablation_no_fm.toml --data DIR
     python -m keras_medgan.recipes.dermgan --resume                      # newest run, exactly where it stopped
 \b
+Ablation (Sec. 4, Table 1): the four variants, each evaluated with the same ruler, in one FID table:
+    python -m keras_medgan.recipes.dermgan ablation
+\b
 Generate (Sec. 3): sampled maps, skin-type and lesion-size sweeps, and a TFRecord dataset:
     python -m keras_medgan.recipes.dermgan generate --run runs/dermgan/00001-demo --out synth --num-images 500
 """
@@ -29,17 +32,18 @@ import tensorflow as tf
 
 from keras_medgan import config as config_lib
 from keras_medgan import distribute
-from keras_medgan.callbacks import latest_checkpoint, restore_checkpoint
+from keras_medgan.callbacks import PeriodicEvaluation, latest_checkpoint, restore_checkpoint
 from keras_medgan.callbacks.monitoring import image_grid, save_png_atomic, to_display
-from keras_medgan.config import DataConfig, TrainConfig
+from keras_medgan.config import DataConfig, EvalConfig, TrainConfig
 from keras_medgan.data import demo, pipelines, schema
 from keras_medgan.data import semantic_maps as sm
 from keras_medgan.data.writer import ImageRecord, ShardedWriter, command_line
 from keras_medgan.gans import DermGAN
-from keras_medgan.io_utils import atomic_open
+from keras_medgan.io_utils import atomic_open, save_model_atomic
 from keras_medgan.networks.patch_discriminator import patch_discriminator
 from keras_medgan.networks.unet_generator import unet_generator
 from keras_medgan.recipes import common
+from keras_medgan.recipes import evaluation as rec_eval
 
 RECIPE = "dermgan"
 PRESETS = ("demo", "smoke", "paper")
@@ -134,6 +138,8 @@ class DermGANConfig:
         model, loss, optimizer, train: see their classes.
         num_samples: int. Validation maps in the fixed sample grid.
         validation_steps: int. Validation batches per periodic validation pass.
+        eval: EvalConfig. Periodic FID/KID and the final evaluation (FID/KID/IS/PRDC with intervals, per-class
+            and per-skin-type FID/KID, memorization audit), written to ``evaluation.json`` and ``report.md``.
     """
 
     preset: str = "demo"
@@ -146,8 +152,12 @@ class DermGANConfig:
     train: TrainConfig = TrainConfig()
     num_samples: int = 8
     validation_steps: int = 4
+    eval: EvalConfig = EvalConfig()
 
     def __post_init__(self):
+        if self.eval.every % self.train.log_every:
+            raise ValueError(f"eval.every must be a multiple of train.log_every={self.train.log_every} (0 = off). "
+                             f"Received: every={self.eval.every}")
         size = self.data.image_size
         if not (32 <= size <= 512 and size & (size - 1) == 0):
             raise ValueError(
@@ -164,11 +174,14 @@ def get_config(preset: str = "demo") -> DermGANConfig:
     \b
     demo  : python -m keras_medgan.recipes.dermgan
             64 px demo-derm (2,000 images), batch 8, 3,000 steps, base_filters 32, mixed_bfloat16 where the
-            CPU supports it. About 10 minutes on 2 CPU cores (recipes/dermgan/README.md gives the numbers).
+            CPU supports it. FID/KID every 1,000 steps and a full evaluation at the end, measured with a domain
+            classifier trained on the demo train split (classifier:auto; trained once and cached, works offline).
+            About 10 minutes on 2 CPU cores (recipes/dermgan/README.md gives the numbers).
     smoke : 32 px, a few steps; for tests.
     paper : python -m keras_medgan.recipes.dermgan --preset paper --data DIR
             256 px, pix2pix unet_256 widths (base 64), batch 1 (pix2pix's default), Adam 2e-4 / 0.5,
-            lambda_l1 100, lambda_roi 100, lambda_fm 10; 200k steps. Needs a GPU.
+            lambda_l1 100, lambda_roi 100, lambda_fm 10; 200k steps; Inception-v3 FID every 10k steps
+            (DermGAN Sec. 4 reports Inception FID). Needs a GPU.
     """
     if preset == "demo":
         return DermGANConfig(
@@ -176,14 +189,16 @@ def get_config(preset: str = "demo") -> DermGANConfig:
             data=DataConfig(image_size=64, batch_size=8, shuffle_buffer=2048, max_boxes=4),
             model=ModelConfig(base_filters=32),
             train=TrainConfig(steps=3000, log_every=100, sample_every=500, checkpoint_every=500),
+            eval=EvalConfig(every=1000),
         )
     if preset == "smoke":
         return DermGANConfig(
-            preset="smoke", name="smoke", demo_num_images=64,
+            preset="smoke", name="smoke", demo_num_images=200,
             data=DataConfig(image_size=32, batch_size=4, shuffle_buffer=64, max_boxes=4),
             model=ModelConfig(base_filters=8),
             train=TrainConfig(steps=4, log_every=2, sample_every=2, checkpoint_every=2, precision="float32"),
             num_samples=4, validation_steps=1,
+            eval=EvalConfig(every=2, trials=3, bootstrap=5, ruler_epochs=1),
         )
     if preset == "paper":
         return DermGANConfig(
@@ -192,6 +207,7 @@ def get_config(preset: str = "demo") -> DermGANConfig:
             model=ModelConfig(base_filters=64),
             train=TrainConfig(steps=200_000, log_every=500, sample_every=5000, checkpoint_every=5000),
             validation_steps=50,
+            eval=EvalConfig(features="inception_v3", every=10_000),
         )
     raise config_lib.ConfigError(f"unknown preset {preset!r}; choose one of {PRESETS}")
 
@@ -230,12 +246,48 @@ def _training_groups(model: DermGAN) -> dict:
             "g_optimizer": model.g_optimizer.variables, "d_optimizer": model.d_optimizer.variables}
 
 
+def map_generate_fn(generator: keras.Model, cfg: DermGANConfig, num_classes: int, split: str, seed: int = 0):
+    """``n -> {"image", "label", "fitzpatrick"}``: the generator's images for the maps of ``split``.
+
+    The first pass uses each record's own map, so generated and real images of the split pair up (how DermGAN
+    Sec. 4 computes its FID on the test set). Further passes, when more images than maps are asked for, move
+    the boxes randomly (Sec. 3's sampler) so no image is generated twice.
+    """
+    size = cfg.data.image_size
+    read_cfg = dataclasses.replace(cfg.data, batch_size=max(cfg.data.batch_size, 16), shuffle_buffer=0,
+                                   repeat=False, drop_remainder=False, cache=False, deterministic=True)
+
+    def generate(n: int) -> dict:
+        out = {"image": [], "label": [], "fitzpatrick": []}
+        count, epoch = 0, 0
+        while count < n:
+            for i, b in enumerate(pipelines.make_dataset(read_cfg, split)):
+                boxes = b["boxes"]
+                if epoch:
+                    seeds = tf.random.experimental.stateless_split(tf.constant([seed, epoch * 100_003 + i], tf.int64),
+                                                                   len(boxes))
+                    boxes = tf.stack([sm.translate_boxes(boxes[j], b["num_boxes"][j], seeds[j])
+                                      for j in range(len(boxes))])
+                maps = sm.semantic_map(b["fitzpatrick"], boxes, b["box_labels"], b["num_boxes"], num_classes, size)
+                take = min(n - count, len(maps))
+                out["image"].append(keras.ops.convert_to_numpy(generator(maps[:take], training=False)).astype(np.float32))
+                out["label"].append(b["label"][:take].numpy())
+                out["fitzpatrick"].append(b["fitzpatrick"][:take].numpy())
+                count += take
+                if count >= n:
+                    break
+            epoch += 1
+        return {k: np.concatenate(v) for k, v in out.items()}
+
+    return generate
+
+
 def _config_markdown(cfg: DermGANConfig) -> str:
     return "```json\n" + json.dumps(config_lib.to_dict(cfg), indent=2) + "\n```"
 
 
 def write_report(path: str, cfg: DermGANConfig, info: schema.DatasetInfo, fit: common.FitResult, val: dict,
-                 policy: str, strategy: tf.distribute.Strategy, jit: bool) -> None:
+                 policy: str, strategy: tf.distribute.Strategy, jit: bool, evaluation: dict | None = None) -> None:
     """``report.md``: what was trained on what, how long it took, and the validation losses."""
     steps = fit.end_step - fit.start_step
     rows = "\n".join(f"| `{k}` | {v:.4f} |" for k, v in sorted(val.items()))
@@ -260,9 +312,9 @@ def write_report(path: str, cfg: DermGANConfig, info: schema.DatasetInfo, fit: c
 {rows}
 
 Lower `loss/g/l1` and `loss/g/l1_roi` mean the generator reproduces the validation images and their lesions
-more closely from the maps alone. These are reconstruction losses, not a verdict on realism: use the metrics
-suite (FID/KID with confidence intervals, memorization audit) on a `generate` output for that.
-"""
+more closely from the maps alone. These are reconstruction losses, not a verdict on realism; the next section is.
+
+{rec_eval.markdown_section(evaluation) if evaluation is not None else ""}"""
     with atomic_open(path, "w", encoding="utf-8") as f:
         f.write(text)
 
@@ -345,17 +397,25 @@ def train(argv=None) -> int:
         return [to_display(fixed_maps * 2.0 - 1.0), to_display(fixed_real), to_display(fake)]
 
     step_fn = lambda: int(keras.ops.convert_to_numpy(model.g_optimizer.iterations))  # noqa: E731
+    generate_fn = map_generate_fn(generator, cfg, num_classes, cfg.eval.reference_split)
+    evaluator = rec_eval.GeneratorEvaluator(cfg.eval, cfg.data.data_dir, cfg.data.image_size)
+    extra_callbacks = []
+    if cfg.eval.every:
+        extra_callbacks.append(PeriodicEvaluation(lambda: evaluator.periodic(generate_fn),
+                                                  cfg.eval.every // cfg.train.log_every, step_fn,
+                                                  os.path.join(run_dir, "tensorboard"),
+                                                  os.path.join(run_dir, "metrics.jsonl")))
     fit = common.fit_with_checkpoints(
         model, train_ds, val_ds.repeat(), cfg.train, run_dir, start_step=start_step, step_fn=step_fn,
         groups_fn=lambda: _training_groups(model), render_fn=render,
         optimizers={"g": model.g_optimizer, "d": model.d_optimizer}, config_text=_config_markdown(cfg),
-        validation_steps=min(cfg.validation_steps, val_batches))
+        validation_steps=min(cfg.validation_steps, val_batches), extra_callbacks=extra_callbacks)
     val = model.evaluate(val_ds, steps=val_batches, verbose=0, return_dict=True)
     val = {k: float(v) for k, v in val.items()}
-    tmp = os.path.join(run_dir, ".tmp-generator.keras")
-    generator.save(tmp)
-    os.replace(tmp, os.path.join(run_dir, "generator.keras"))
-    write_report(os.path.join(run_dir, "report.md"), cfg, info, fit, val, policy, strategy, jit)
+    save_model_atomic(generator, os.path.join(run_dir, "generator.keras"))
+    print("final evaluation (FID/KID/IS/PRDC with intervals, memorization audit) ...")
+    evaluation = evaluator.final(generate_fn, run_dir, extra={"step": fit.end_step, "run": os.path.abspath(run_dir)})
+    write_report(os.path.join(run_dir, "report.md"), cfg, info, fit, val, policy, strategy, jit, evaluation)
     print(f"\nrun directory: {run_dir}\n  report: {os.path.join(run_dir, 'report.md')}\n  samples: {fit.last_sample}"
           f"\n  tensorboard --logdir {os.path.join(run_dir, 'tensorboard')}")
     return 0
@@ -499,11 +559,154 @@ def generate(argv=None) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------
+# ablation (paper Sec. 4, Table 1)
+# ---------------------------------------------------------------------------
+
+# (key, Table 1 column, overrides); the TOML files in recipes/dermgan/ hold the same overrides.
+ABLATIONS = (
+    ("full", "DermGAN (full model)", []),
+    ("no_checkerboard", "no checkerboard mitigation (transposed convolutions)", ["model.upsampling=transpose"]),
+    ("no_roi", "no condition-specific (ROI) loss", ["loss.lambda_roi=0"]),
+    ("no_fm", "no feature matching", ["loss.lambda_fm=0"]),
+)
+
+
+def _fid_cell(result: dict) -> str:
+    if "fid" not in result:
+        return "—"
+    t = result["fid"].get("trials")
+    return f"{t['mean']:.3f} ± {1.959963984540054 * t['std']:.3f}" if t else f"{result['fid']['value']:.3f}"
+
+
+def _interval_cell(row: tuple) -> str:
+    value, low, high = row
+    return f"{value:.4g} [{low:.4g}, {high:.4g}]" if low is not None else f"{value:.4g}"
+
+
+def ablation_table(results: dict, labels: dict) -> str:
+    """Markdown table in the shape of DermGAN Table 1, from ``{key: evaluation result}``."""
+    fingerprints = {r["settings"]["extractor"]["fingerprint"] for r in results.values()}
+    if len(fingerprints) != 1:
+        raise common.RecipeError(f"the ablation runs were evaluated with different rulers ({sorted(fingerprints)}); "
+                                 "their FIDs cannot be compared. Re-run them with the same eval.features.")
+    cols = ["kid", "precision", "recall", "coverage", "likely_copies"]
+    rows = ["| variant | FID (± 1.96 STD) | " + " | ".join(f"{c} [95%]" for c in cols) + " |",
+            "|---|---|" + "---|" * len(cols)]
+    for key, result in results.items():
+        h = rec_eval.ev.headline(result)
+        rows.append(f"| {labels[key]} | {_fid_cell(result)} | "
+                    + " | ".join(_interval_cell(h[c]) if c in h else "—" for c in cols) + " |")
+    return "\n".join(rows)
+
+
+def ablation(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m keras_medgan.recipes.dermgan ablation",
+        description="Trains the four variants of DermGAN's ablation (paper Sec. 4, Table 1): the full model, no "
+                    "checkerboard mitigation (transposed convolutions), no condition-specific ROI loss, no feature "
+                    "matching; each with the same preset, data, seed and ruler. Then writes ablation.md / "
+                    "ablation.json with FID (mean ± 1.96 std over eval.trials random subsets, 50 as in the paper), "
+                    "KID, precision, recall, coverage and likely copies, plus a real-vs-real floor row.\n\n"
+                    "Example (demo preset, about 4 x 10 minutes on 2 CPU cores):\n"
+                    "  python -m keras_medgan.recipes.dermgan ablation\n"
+                    "  python -m keras_medgan.recipes.dermgan ablation --out runs/dermgan-ablation/00001-demo "
+                    "--resume",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=list(PRESETS), default="demo", help="Preset of every variant.")
+    parser.add_argument("--data", default=None, help="Dataset folder (default: the preset's).")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="Override applied to every variant, e.g. --set train.steps=2000. Repeatable.")
+    parser.add_argument("--precision", choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"], default=None,
+                        help="Compute precision of every variant.")
+    parser.add_argument("--variants", default=",".join(k for k, _, _ in ABLATIONS),
+                        help="Comma-separated subset of " + ",".join(k for k, _, _ in ABLATIONS) + ".")
+    parser.add_argument("--out", default=None,
+                        help="Ablation folder (one run per variant inside). Default: a new "
+                             "runs/dermgan-ablation/<00001-preset>/.")
+    parser.add_argument("--resume", action="store_true",
+                        help="Continue the ablation in --out: finished variants are kept, interrupted ones resumed.")
+    args = parser.parse_args(argv)
+    known = {k: (label, overrides) for k, label, overrides in ABLATIONS}
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in known]
+    if unknown or not variants:
+        parser.error(f"--variants: unknown {unknown or args.variants!r}; choose from {','.join(known)}")
+    if args.resume and not args.out:
+        parser.error("--resume needs --out (the ablation folder to continue)")
+    if args.out and os.path.isdir(args.out) and os.listdir(args.out) and not args.resume:
+        raise common.RecipeError(f"{args.out} is not empty; continue it with --resume or choose another --out")
+    out = args.out or common.new_run_dir(f"{RECIPE}-ablation", args.preset)
+    os.makedirs(out, exist_ok=True)
+    results = {}
+    for key in variants:
+        run_dir = os.path.join(out, key)
+        if os.path.isfile(os.path.join(run_dir, "evaluation.json")) and os.path.isfile(os.path.join(run_dir,
+                                                                                                     "report.md")):
+            print(f"== {key}: already trained and evaluated ({run_dir})")
+        elif os.path.isfile(os.path.join(run_dir, "config.json")):
+            print(f"== {key}: resuming {run_dir}")
+            status = train(["--run-dir", run_dir, "--resume"])
+            if status:
+                return status
+        else:
+            print(f"== {key}: {known[key][0]}")
+            argv_v = ["--preset", args.preset, "--run-dir", run_dir]
+            argv_v += ["--data", args.data] if args.data else []
+            argv_v += ["--precision", args.precision] if args.precision else []
+            for item in [*args.overrides, *known[key][1]]:
+                argv_v += ["--set", item]
+            status = train(argv_v)
+            if status:
+                return status
+        with open(os.path.join(run_dir, "evaluation.json"), encoding="utf-8") as f:
+            results[key] = json.load(f)
+        if "skipped" in results[key]:
+            raise common.RecipeError(f"{key} was not evaluated: {results[key]['skipped']}")
+    labels = {k: known[k][0] for k in results}
+    floor = _real_floor(os.path.join(out, variants[0]))
+    if floor is not None:
+        results["real_floor"], labels["real_floor"] = floor, "real test split vs real val split (floor)"
+    table = ablation_table(results, labels)
+    first = results[variants[0]]["settings"]
+    text = (f"# DermGAN ablation (paper Sec. 4, Table 1)\n\nPreset `{args.preset}`; ruler `{first['extractor']['name']}` "
+            f"({first['extractor']['weights']}, fingerprint `{first['extractor']['fingerprint']}`); "
+            f"{first['num_fake']} generated vs {first['num_real']} real images of the `{first['reference']}` split "
+            f"at {first['resolution']} px; FID over {first['trials']} random {first['subset_fraction']:.0%} subsets. "
+            f"Other intervals are 95% bootstrap / subset percentiles. Lower FID and KID are better.\n\n{table}\n\n"
+            "Runs: " + ", ".join(f"`{k}/`" for k in variants) + "\n")
+    with atomic_open(os.path.join(out, "ablation.md"), "w", encoding="utf-8") as f:
+        f.write(text)
+    schema.write_json_atomic(os.path.join(out, "ablation.json"), {"labels": labels, "results": results})
+    print("\n" + text)
+    print(f"wrote {os.path.join(out, 'ablation.md')}")
+    return 0
+
+
+def _real_floor(run_dir: str) -> dict | None:
+    """The same metrics for real test images against the real reference split: the best a generator can do."""
+    cfg = common.load_run_config(run_dir, get_config)
+    info = common.check_data_dir(cfg.data.data_dir)
+    heldout = cfg.eval.heldout_split
+    if heldout == cfg.eval.reference_split or info.num_examples(heldout) < 12:
+        return None
+    evaluator = rec_eval.GeneratorEvaluator(cfg.eval, cfg.data.data_dir, cfg.data.image_size, verbose=False)
+    src = rec_eval.sources.ImageSource("dataset", evaluator.reference.path, heldout)
+    fake = rec_eval.sources.cached_source_features(evaluator.extractor, src, cfg.data.image_size)
+    metrics = tuple(m for m in rec_eval.registry.parse_metrics(cfg.eval.metrics) if m != "memorization")
+    settings = rec_eval.ev.EvalSettings(metrics=metrics, trials=cfg.eval.trials, bootstrap=cfg.eval.bootstrap)
+    result, _ = rec_eval.ev.evaluate_features(evaluator.real, fake, evaluator.extractor.record(), settings,
+                                              class_names=info.class_names)
+    return result
+
+
 def main(argv=None) -> int:
-    """Entry point: ``generate ...`` or training; returns the exit status (1 on a user-fixable error)."""
+    """Entry point: ``generate ...``, ``ablation ...`` or training; returns the exit status (1 on a user error)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "generate":
         return common.guarded(generate, argv[1:])
+    if argv and argv[0] == "ablation":
+        return common.guarded(ablation, argv[1:])
     return common.guarded(train, argv)
 
 
