@@ -1,3 +1,4 @@
 """GAN models: keras.Model subclasses whose train_step reads like the paper's algorithm."""
 
+from keras_medgan.gans.conditional_dcgan import ConditionalDCGAN
 from keras_medgan.gans.dermgan import DermGAN

@@ -22,6 +22,7 @@ import keras
 import tensorflow as tf
 
 from keras_medgan.distribute import wrap_for_loss_scaling
+from keras_medgan.gans._steps import apply_scaled_gradients, scaled_loss, track_grad_norm
 from keras_medgan.losses import feature_matching_loss, get_adversarial_loss, l1_loss, roi_l1_loss
 
 LOSS_NAMES = ("loss/g/total", "loss/g/gan", "loss/g/l1", "loss/g/l1_roi", "loss/g/feature_matching",
@@ -33,12 +34,6 @@ def discriminator_outputs(outputs):
     if isinstance(outputs, dict):
         return outputs["logits"], outputs["features"]
     return outputs[0], outputs[1]
-
-
-def global_norm(grads) -> tf.Tensor:
-    """L2 norm over all gradients (None entries ignored), float32."""
-    grads = [tf.cast(g, tf.float32) for g in grads if g is not None]
-    return tf.linalg.global_norm(grads) if grads else tf.constant(0.0)
 
 
 @keras.saving.register_keras_serializable(package="keras_medgan")
@@ -142,21 +137,6 @@ class DermGAN(keras.Model):
         return {"total": total, "real": tf.reduce_mean(tf.cast(real_logits, tf.float32)),
                 "fake": tf.reduce_mean(tf.cast(fake_logits, tf.float32))}
 
-    @staticmethod
-    def _scaled(optimizer, loss):
-        """Per-replica share of ``loss``, times the loss scale under mixed_float16; computed inside the tape."""
-        return optimizer.scale_loss(loss / tf.distribute.get_strategy().num_replicas_in_sync)
-
-    @staticmethod
-    def _apply(optimizer, tape, scaled_loss, variables) -> tf.Tensor:
-        """One optimiser update from a loss made by ``_scaled``; returns the unscaled gradient norm."""
-        grads = tape.gradient(scaled_loss, variables)
-        optimizer.apply_gradients(zip(grads, variables))
-        norm = global_norm(grads) * tf.distribute.get_strategy().num_replicas_in_sync
-        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-            norm = norm / tf.cast(optimizer.dynamic_scale, tf.float32)
-        return norm
-
     def train_step(self, batch):
         maps, real = batch["semantic_map"], batch["image"]
         with tf.GradientTape() as g_tape:
@@ -165,14 +145,14 @@ class DermGAN(keras.Model):
         # 1. D step: real pairs -> 1, generated pairs -> 0.
         with tf.GradientTape() as d_tape:
             d_terms = self.discriminator_loss_terms(maps, real, fake, training=True)
-            d_loss = self._scaled(self.d_optimizer, d_terms["total"])
-        d_norm = self._apply(self.d_optimizer, d_tape, d_loss, self.discriminator.trainable_variables)
+            d_loss = scaled_loss(self.d_optimizer, d_terms["total"])
+        d_norm = apply_scaled_gradients(self.d_optimizer, d_tape, d_loss, self.discriminator.trainable_variables)
 
         # 2. G step against the updated D (the tape that produced `fake` resumes recording).
         with g_tape:
             g_terms = self.generator_loss_terms(maps, real, fake, training=True)
-            g_loss = self._scaled(self.g_optimizer, g_terms["total"])
-        g_norm = self._apply(self.g_optimizer, g_tape, g_loss, self.generator.trainable_variables)
+            g_loss = scaled_loss(self.g_optimizer, g_terms["total"])
+        g_norm = apply_scaled_gradients(self.g_optimizer, g_tape, g_loss, self.generator.trainable_variables)
 
         return self._log(g_terms, d_terms, g_norm, d_norm)
 
@@ -189,11 +169,8 @@ class DermGAN(keras.Model):
         for key, value in d_terms.items():
             self.trackers[f"loss/d/{key}"].update_state(value)
         if g_norm is not None:
-            # Under mixed_float16 a step whose scaled gradients overflow is skipped by the loss-scale optimizer
-            # (and the scale lowered); its norm is inf by design and must not trip the NaN stop.
-            for name, norm in (("grad_norm/g", g_norm), ("grad_norm/d", d_norm)):
-                finite = tf.math.is_finite(norm)
-                self.trackers[name].update_state(tf.where(finite, norm, 0.0), sample_weight=tf.cast(finite, tf.float32))
+            track_grad_norm(self.trackers["grad_norm/g"], g_norm)
+            track_grad_norm(self.trackers["grad_norm/d"], d_norm)
         return {name: t.result() for name, t in self.trackers.items() if g_norm is not None or "grad" not in name}
 
     def get_config(self):

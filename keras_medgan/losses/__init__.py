@@ -3,5 +3,7 @@
 from keras_medgan.losses.adversarial import (ADVERSARIAL_LOSSES, get_adversarial_loss, hinge_discriminator_loss,
                                              hinge_generator_loss, least_squares_discriminator_loss,
                                              least_squares_generator_loss, vanilla_discriminator_loss,
-                                             vanilla_generator_loss)
+                                             vanilla_generator_loss, wasserstein_discriminator_loss,
+                                             wasserstein_generator_loss)
+from keras_medgan.losses.penalties import gradient_penalty
 from keras_medgan.losses.reconstruction import feature_matching_loss, l1_loss, roi_l1_loss

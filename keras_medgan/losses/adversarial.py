@@ -8,10 +8,15 @@ and returns the mean over all elements, in float32 whatever the input dtype.
 | ``vanilla`` | ``E[softplus(-D(G))]`` (non-saturating) | ``E[softplus(-D(x))] + E[softplus(D(G))]`` | Goodfellow et al. 2014; pix2pix (Isola et al. 2017) |
 | ``lsgan`` | ``E[(D(G) - 1)^2]`` | ``E[(D(x) - 1)^2] + E[D(G)^2]`` | Mao et al. 2017 (pix2pix ``--gan_mode lsgan``) |
 | ``hinge`` | ``-E[D(G)]`` | ``E[relu(1 - D(x))] + E[relu(1 + D(G))]`` | Lim & Ye 2017; Miyato et al. 2018 |
+| ``wasserstein`` | ``-E[D(G)]`` | ``E[D(G)] - E[D(x)]`` | Arjovsky et al. 2017; Gulrajani et al. 2017, Eq. 3 |
 
 The discriminator losses are the plain sum of the real and fake terms; pix2pix
 halves it when updating D ("we divide the objective by 2 while optimizing D"),
 which the models do, not these functions.
+
+The ``wasserstein`` pair is not in ``ADVERSARIAL_LOSSES``: its critic is only
+meaningful under a Lipschitz constraint, so the models offer it as ``wgan-gp``,
+together with the gradient penalty of ``penalties.py``.
 """
 
 from __future__ import annotations
@@ -51,6 +56,16 @@ def hinge_generator_loss(fake_logits):
 def hinge_discriminator_loss(real_logits, fake_logits):
     """Hinge GAN loss for D: ``mean(relu(1 - D(x))) + mean(relu(1 + D(G)))``."""
     return tf.reduce_mean(tf.nn.relu(1.0 - _f32(real_logits))) + tf.reduce_mean(tf.nn.relu(1.0 + _f32(fake_logits)))
+
+
+def wasserstein_generator_loss(fake_logits):
+    """Wasserstein loss for G: ``-mean(D(G))`` (WGAN, Arjovsky et al. 2017, Algorithm 1)."""
+    return -tf.reduce_mean(_f32(fake_logits))
+
+
+def wasserstein_discriminator_loss(real_logits, fake_logits):
+    """Wasserstein loss for the critic: ``mean(D(G)) - mean(D(x))`` (Gulrajani et al. 2017, Eq. 3 without the penalty)."""
+    return tf.reduce_mean(_f32(fake_logits)) - tf.reduce_mean(_f32(real_logits))
 
 
 ADVERSARIAL_LOSSES = {

@@ -1,0 +1,71 @@
+"""Pieces of one GAN update that every model in ``gans/`` shares.
+
+- Replica and loss scaling (DESIGN.md, "GAN models"): a per-example mean is divided
+  by ``num_replicas_in_sync`` before the gradient (the replicas' gradients are summed)
+  and multiplied by the loss scale under ``mixed_float16``; the gradient norm that is
+  logged undoes both.
+- Gradient-norm logging that ignores the steps a ``LossScaleOptimizer`` skips.
+- Noise that differs across replicas: a ``keras.random.SeedGenerator`` is mirrored under
+  ``MirroredStrategy``, so every replica would draw the same numbers from it.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+def global_norm(grads) -> tf.Tensor:
+    """L2 norm over all gradients (None entries ignored), float32."""
+    grads = [tf.cast(g, tf.float32) for g in grads if g is not None]
+    return tf.linalg.global_norm(grads) if grads else tf.constant(0.0)
+
+
+def scaled_loss(optimizer, loss):
+    """Per-replica share of ``loss``, times the loss scale under mixed_float16; compute it inside the tape."""
+    return optimizer.scale_loss(loss / tf.distribute.get_strategy().num_replicas_in_sync)
+
+
+def apply_scaled_gradients(optimizer, tape, loss, variables) -> tf.Tensor:
+    """One optimiser update from a loss made by ``scaled_loss``; returns the unscaled gradient norm."""
+    grads = tape.gradient(loss, variables)
+    optimizer.apply_gradients(zip(grads, variables))
+    norm = global_norm(grads) * tf.distribute.get_strategy().num_replicas_in_sync
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        norm = norm / tf.cast(optimizer.dynamic_scale, tf.float32)
+    return norm
+
+
+def track_grad_norm(tracker, norm) -> None:
+    """Adds ``norm`` to a Mean tracker unless it is inf/NaN.
+
+    Under mixed_float16 a step whose scaled gradients overflow is skipped by the
+    loss-scale optimizer (and the scale lowered); its norm is inf by design and
+    must not trip the NaN stop.
+    """
+    finite = tf.math.is_finite(norm)
+    tracker.update_state(tf.where(finite, norm, 0.0), sample_weight=tf.cast(finite, tf.float32))
+
+
+def replica_random(draw, batch_size, seed):
+    """``draw(n, seed)`` for this replica's ``batch_size`` rows, different on every replica.
+
+    One draw for the whole global batch from the shared seed, then this replica's
+    slice of it, so replicas never repeat each other's noise and the seed state
+    advances identically everywhere.
+    """
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas == 1:
+        return draw(batch_size, seed)
+    start = tf.distribute.get_replica_context().replica_id_in_sync_group * batch_size
+    return draw(batch_size * replicas, seed)[start:start + batch_size]
+
+
+def replica_normal(batch_size, dim, seed):
+    """Standard normal ``[batch_size, dim]`` float32 (latent codes), different on every replica."""
+    return replica_random(lambda n, s: keras.random.normal((n, dim), seed=s, dtype="float32"), batch_size, seed)
+
+
+def replica_uniform(batch_size, seed):
+    """U[0, 1) ``[batch_size]`` float32 (per-sample interpolation weights), different on every replica."""
+    return replica_random(lambda n, s: keras.random.uniform((n,), seed=s, dtype="float32"), batch_size, seed)
