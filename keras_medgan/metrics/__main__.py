@@ -90,17 +90,17 @@ def _real_dataset_split(text: str, split: str) -> sources.ImageSource:
     return src
 
 
-def _features(extractor, source, resolution, args, cache: bool):
+def _real_features(extractor, source, resolution, args):
+    """Features of the reference set: cached for dataset splits (unless --no-cache), unreadable files listed."""
+    if not args.no_cache and source.kind == "dataset":
+        return sources.cached_source_features(extractor, source, resolution, args.max_real,
+                                              batch_size=args.batch_size, verbose=not args.quiet)
     skipped = []
-    if cache and source.kind == "dataset":
-        fs = sources.cached_source_features(extractor, source, resolution, args.max_real, batch_size=args.batch_size,
-                                            verbose=not args.quiet)
-    else:
-        limit = args.max_fake if source.kind == "folder" or not cache else args.max_real
-        fs = sources.source_features(extractor, source, resolution, limit, args.batch_size, not args.quiet, skipped)
+    fs = sources.source_features(extractor, source, resolution, args.max_real, args.batch_size, not args.quiet,
+                                 skipped)
     for path, reason in skipped:
         print(f"skipped unreadable image {path}: {reason}", file=sys.stderr)
-    return fs, skipped
+    return fs
 
 
 def cmd_evaluate(args) -> int:
@@ -110,9 +110,8 @@ def cmd_evaluate(args) -> int:
     resolution = args.resolution or sources.source_resolution(fake_src)
     data_dir = real_src.path if real_src.kind == "dataset" else None
     extractor = registry.get_extractor(args.features, data_dir=data_dir)
-    cache = not args.no_cache
     print(f"features: {extractor.name} ({extractor.weights}), resolution {resolution} px")
-    real, _ = _features(extractor, real_src, resolution, args, cache)
+    real = _real_features(extractor, real_src, resolution, args)
     fake_skipped = []
     fake = sources.source_features(extractor, fake_src, resolution, args.max_fake, args.batch_size, not args.quiet,
                                    fake_skipped)
@@ -130,11 +129,10 @@ def cmd_evaluate(args) -> int:
             heldout_src = real_src
         else:
             heldout_src = sources.ImageSource("dataset", train_src.path, "test")
-        train = sources.cached_source_features(extractor, train_src, resolution, None, batch_size=args.batch_size,
-                                               verbose=not args.quiet) if cache else \
-            sources.source_features(extractor, train_src, resolution, None, args.batch_size, not args.quiet)
-        heldout = real if heldout_src == real_src else sources.cached_source_features(
-            extractor, heldout_src, resolution, None, batch_size=args.batch_size, verbose=not args.quiet)
+        reader = sources.source_features if args.no_cache else sources.cached_source_features
+        train = reader(extractor, train_src, resolution, None, batch_size=args.batch_size, verbose=not args.quiet)
+        heldout = real if heldout_src == real_src else reader(extractor, heldout_src, resolution, None,
+                                                              batch_size=args.batch_size, verbose=not args.quiet)
     class_names = schema.read_dataset_info(real_src.path).class_names if real_src.kind == "dataset" else None
     settings = ev.EvalSettings(metrics=metrics, trials=args.trials, subset_fraction=args.subset_fraction,
                                bootstrap=args.bootstrap, kid_subsets=args.kid_subsets,

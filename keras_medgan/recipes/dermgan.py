@@ -367,6 +367,10 @@ def train(argv=None) -> int:
         ckpt = None
     schema.write_json_atomic(os.path.join(run_dir, "config.json"), config_lib.to_dict(cfg))
 
+    # The ruler may be trained here on first use (then cached); re-seed after it so that the GAN's initial weights
+    # and noise do not depend on whether the ruler was already in the cache.
+    evaluator = rec_eval.GeneratorEvaluator(cfg.eval, cfg.data.data_dir, cfg.data.image_size)
+    keras.utils.set_random_seed(cfg.train.seed)
     with strategy.scope():
         generator, discriminator = build_networks(cfg, channels)
         model = DermGAN(generator, discriminator)
@@ -398,7 +402,6 @@ def train(argv=None) -> int:
 
     step_fn = lambda: int(keras.ops.convert_to_numpy(model.g_optimizer.iterations))  # noqa: E731
     generate_fn = map_generate_fn(generator, cfg, num_classes, cfg.eval.reference_split)
-    evaluator = rec_eval.GeneratorEvaluator(cfg.eval, cfg.data.data_dir, cfg.data.image_size)
     extra_callbacks = []
     if cfg.eval.every:
         extra_callbacks.append(PeriodicEvaluation(lambda: evaluator.periodic(generate_fn),

@@ -53,12 +53,63 @@ def test_smoke_run_leaves_a_complete_run_directory(smoke_run):
     cfg = json.load(open(os.path.join(smoke_run, "config.json")))
     assert cfg["preset"] == "smoke" and cfg["data"]["image_size"] == 32 and cfg["data"]["data_dir"]
     rows = [json.loads(line) for line in open(os.path.join(smoke_run, "metrics.jsonl"))]
-    assert [r["step"] for r in rows] == [2, 4]
-    assert all(np.isfinite(r["loss/g/l1_roi"]) for r in rows)
+    losses = [r for r in rows if "loss/g/l1_roi" in r]
+    assert [r["step"] for r in losses] == [2, 4]
+    assert all(np.isfinite(r["loss/g/l1_roi"]) for r in losses)
+    evals = [r for r in rows if "metrics/fid" in r]  # eval.every=2 in the smoke preset
+    assert [r["step"] for r in evals] == [2, 4]
+    assert all(r["metrics/fid"] >= 0 and np.isfinite(r["metrics/kid"]) for r in evals)
     assert sorted(os.listdir(os.path.join(smoke_run, "samples"))) == ["step-00000000.png", "step-00000002.png",
                                                                      "step-00000004.png"]
     report = open(os.path.join(smoke_run, "report.md")).read()
     assert "steps 0 -> 4" in report and "| `loss/g/l1_roi` |" in report
+
+
+def test_smoke_run_is_evaluated_with_intervals_and_a_memorization_audit(smoke_run):
+    result = json.load(open(os.path.join(smoke_run, "evaluation.json")))
+    s = result["settings"]
+    assert s["extractor"]["name"] == "classifier" and s["extractor"]["weights"].startswith("sha256:")
+    assert s["resolution"] == 32 and s["num_fake"] == s["num_real"] > 0 and s["reference"].endswith(":val")
+    assert s["trials"] == 3 and s["step"] == 4
+    trials = result["fid"]["trials"]
+    assert trials["ci_high"] - trials["mean"] == pytest.approx(1.959963984540054 * trials["std"])
+    assert result["kid"]["ci_low"] <= result["kid"]["mean"] <= result["kid"]["ci_high"]
+    assert set(result["prdc"]) == {"k", "precision", "recall", "density", "coverage"}
+    m = result["memorization"]
+    assert m["n_generated"] == s["num_fake"] and 0.0 <= m["likely_copy_fraction"] <= 1.0
+    assert os.path.isfile(os.path.join(smoke_run, m["contact_sheet"]))
+    assert set(result["per_class"]) <= set(json.load(open(os.path.join(s["reference"].rsplit(":", 1)[0],
+                                                                       "dataset.json")))["class_names"])
+    report = open(os.path.join(smoke_run, "report.md")).read()
+    assert "## Fidelity, diversity and memorization" in report and "| fid |" in report
+    assert "Memorization audit:" in report and s["extractor"]["fingerprint"] in report
+    tags = _tags(smoke_run)
+    assert {"metrics/fid", "metrics/kid"} <= tags
+
+
+def test_ablation_trains_each_variant_and_writes_the_table(env, smoke_run):
+    out = str(env / "ablation")
+    assert dermgan.main(["ablation", "--preset", "smoke", "--variants", "full,no_roi", "--out", out,
+                         "--set", "train.steps=2"]) == 0
+    table = open(os.path.join(out, "ablation.md")).read()
+    assert "| DermGAN (full model) |" in table and "| no condition-specific (ROI) loss |" in table
+    assert "real test split vs real val split (floor)" in table and " ± " in table
+    data = json.load(open(os.path.join(out, "ablation.json")))
+    assert set(data["results"]) == {"full", "no_roi", "real_floor"}
+    assert json.load(open(os.path.join(out, "no_roi", "config.json")))["loss"]["lambda_roi"] == 0
+    # resuming a finished ablation retrains nothing and rewrites the same table
+    mtime = os.path.getmtime(os.path.join(out, "full", "report.md"))
+    assert dermgan.main(["ablation", "--preset", "smoke", "--variants", "full,no_roi", "--out", out,
+                         "--resume"]) == 0
+    assert os.path.getmtime(os.path.join(out, "full", "report.md")) == mtime
+
+
+def test_ablation_table_refuses_different_rulers():
+    def result(fp):
+        return {"settings": {"extractor": {"fingerprint": fp}}, "fid": {"value": 1.0}}
+
+    with pytest.raises(dermgan.common.RecipeError, match="different rulers"):
+        dermgan.ablation_table({"a": result("x"), "b": result("y")}, {"a": "A", "b": "B"})
 
 
 def test_tensorboard_has_losses_learning_rates_grids_and_config(smoke_run):
