@@ -142,8 +142,8 @@ class FeatureExtractor:
             x = tf.image.resize(x, (self.input_size, self.input_size), method="bilinear", antialias=True)
         return x / 127.5 - 1.0
 
-    def _forward(self, images):
-        features, probs = self.model(self.preprocess(images), training=False)
+    def _forward(self, x):
+        features, probs = self.model(x, training=False)
         return tf.cast(features, tf.float32), tf.cast(probs, tf.float32)
 
     def __call__(self, images, batch_size: int = 64, verbose: bool = False) -> Features:
@@ -160,7 +160,9 @@ class FeatureExtractor:
         progbar = keras.utils.Progbar(total, unit_name="image") if verbose else None
         feats, probs, seen = [], [], 0
         for batch in batches:
-            f, p = self._predict(tf.convert_to_tensor(batch))
+            # Preprocess eagerly: inside the retrace-reducing tf.function the channel and size axes of mixed
+            # inputs (grey then RGB, two resolutions) would relax to None and break match_channels / the resize test.
+            f, p = self._predict(self.preprocess(tf.convert_to_tensor(batch)))
             feats.append(f.numpy())
             probs.append(p.numpy())
             seen += len(feats[-1])

@@ -233,11 +233,14 @@ def images_at(source: ImageSource, indices, resolution: int, batch_size: int = 6
     """The images at ``indices`` (in ``iterate_source`` order), uint8; for contact sheets."""
     wanted = {int(i): None for i in indices}
     offset = 0
-    for batch in iterate_source(source, resolution, batch_size, max_images=max(wanted) + 1):
+    # No max_images: in a folder it counts files before unreadable ones are skipped; indices count images read.
+    for batch in iterate_source(source, resolution, batch_size):
         for i in range(len(batch["image"])):
             if offset + i in wanted:
                 wanted[offset + i] = batch["image"][i]
         offset += len(batch["image"])
+        if offset > max(wanted):
+            break
     return np.stack([wanted[int(i)] for i in indices])
 
 
