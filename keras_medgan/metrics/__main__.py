@@ -107,6 +107,9 @@ def cmd_evaluate(args) -> int:
     metrics = registry.parse_metrics(args.metrics)
     real_src = sources.parse_source(args.real, default_split="val")
     fake_src = sources.parse_source(args.fake, default_split="train")
+    if "memorization" in metrics and real_src.kind != "dataset" and (args.train is None or args.heldout is None):
+        raise CLIError("memorization needs --train DATASET:split and --heldout DATASET:split when --real is an "
+                       "image folder")
     resolution = args.resolution or sources.source_resolution(fake_src)
     data_dir = real_src.path if real_src.kind == "dataset" else None
     extractor = registry.get_extractor(args.features, data_dir=data_dir)
@@ -119,9 +122,6 @@ def cmd_evaluate(args) -> int:
         print(f"skipped unreadable image {path}: {reason}", file=sys.stderr)
     train = heldout = train_src = None
     if "memorization" in metrics:
-        if args.train is None and real_src.kind != "dataset":
-            raise CLIError("memorization needs --train DATASET:split and --heldout DATASET:split when --real is an "
-                           "image folder")
         train_src = _real_dataset_split(args.train or f"{real_src.path}:train", "train")
         if args.heldout:
             heldout_src = _real_dataset_split(args.heldout, "test")
