@@ -196,9 +196,10 @@ def inception_v3(weights: str | None = "imagenet") -> FeatureExtractor:
             "could not load the InceptionV3 ImageNet weights (Keras downloads "
             "inception_v3_weights_tf_dim_ordering_tf_kernels.h5 to ~/.keras/models on first use; this machine "
             f"appears to be offline: {type(e).__name__}: {str(e)[:200]}). Alternatives: copy that file into "
-            "~/.keras/models/ from a machine with internet, or use --features classifier:PATH with a domain "
-            "classifier (python -m keras_medgan.metrics train-classifier --data DATASET --out ruler.keras), "
-            "which is the recommended ruler for medical images anyway.") from None
+            "~/.keras/models/ from a machine with internet, or measure with a domain classifier, the recommended ruler "
+            "for medical images anyway: --features classifier:auto (metrics CLI) or --set eval.features=classifier:auto "
+            "(recipes), or train one with python -m keras_medgan.metrics train-classifier --data DATASET --out "
+            "ruler.keras and use classifier:ruler.keras.") from None
     with float32_policy():
         model = keras.Model(base.inputs, [base.get_layer("avg_pool").output, base.output],
                             name="inception_v3_features")

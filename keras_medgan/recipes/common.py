@@ -27,6 +27,7 @@ import numpy as np
 from keras_medgan import config as config_lib
 from keras_medgan.callbacks import ResumableCheckpoint, SampleGrid, StopOnNaN, TensorBoardScalars, latest_checkpoint
 from keras_medgan.data import schema
+from keras_medgan.metrics.features import FeatureExtractorError
 
 RUNS_ROOT_ENV = "KERAS_MEDGAN_RUNS"
 _RUN_RE = re.compile(r"^(\d{5})-")
@@ -255,6 +256,6 @@ def guarded(fn: Callable[..., int], *args) -> int:
     """Runs a recipe entry point; a user-fixable error becomes one message on stderr and exit status 1."""
     try:
         return fn(*args)
-    except (config_lib.ConfigError, RecipeError, FileNotFoundError, schema.SchemaError) as e:
+    except (config_lib.ConfigError, RecipeError, FileNotFoundError, schema.SchemaError, FeatureExtractorError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

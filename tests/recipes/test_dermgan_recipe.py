@@ -195,3 +195,18 @@ def test_sigkilled_run_resumes_to_identical_weights(env, smoke_run):
     assert a.keys() == b.keys() and len(a) > 50
     different = [k for k in a if not np.array_equal(a[k], b[k])]
     assert not different, different[:5]
+
+
+def test_offline_inception_ruler_is_one_clear_error(env, tmp_path, monkeypatch, capsys):
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    status = dermgan.main(["--preset", "smoke", "--run-dir", str(tmp_path / "run"), "--set",
+                           "eval.features=inception_v3"])
+    err = capsys.readouterr().err
+    assert status == 1 and err.startswith("error: could not load the InceptionV3 ImageNet weights")
+    assert "eval.features=classifier:auto" in err
+    assert not os.path.exists(tmp_path / "run" / "checkpoints")  # failed before any training
