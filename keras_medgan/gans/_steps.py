@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -69,3 +70,13 @@ def replica_normal(batch_size, dim, seed):
 def replica_uniform(batch_size, seed):
     """U[0, 1) ``[batch_size]`` float32 (per-sample interpolation weights), different on every replica."""
     return replica_random(lambda n, s: keras.random.uniform((n,), seed=s, dtype="float32"), batch_size, seed)
+
+
+def generate_in_batches(generate_fn, z, batch_size: int, output_shape) -> np.ndarray:
+    """``generate_fn(z_chunk, start)`` over ``batch_size`` chunks of the noise ``z``, concatenated as float32 numpy
+    (an empty ``[0, *output_shape]`` array for no noise). ``start`` lets the caller slice matching labels."""
+    count = int(z.shape[0])
+    chunks = [keras.ops.convert_to_numpy(generate_fn(z[i:i + batch_size], i)) for i in range(0, count, batch_size)]
+    if not chunks:
+        return np.zeros((0, *output_shape), "float32")
+    return np.concatenate(chunks).astype("float32")

@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from keras_medgan.distribute import wrap_for_loss_scaling
 from keras_medgan.gans._steps import (
+    generate_in_batches,
     apply_scaled_gradients,
     replica_normal,
     replica_uniform,
@@ -299,11 +300,9 @@ class ConditionalDCGAN(keras.Model):
                                  f"Received: labels={labels!r}")
             count, labels = int(labels), None
         z = keras.random.normal((count, self.latent_dim), seed=seed, dtype="float32")
-        chunks = [self._generate(z[i:i + batch_size], None if labels is None else labels[i:i + batch_size],
-                                 training=False) for i in range(0, count, batch_size)]
-        if not chunks:
-            return np.zeros((0, *self.generator.output_shape[1:]), "float32")
-        return np.concatenate([keras.ops.convert_to_numpy(c) for c in chunks]).astype("float32")
+        return generate_in_batches(
+            lambda chunk, i: self._generate(chunk, None if labels is None else labels[i:i + batch_size],
+                                            training=False), z, batch_size, self.generator.output_shape[1:])
 
     def get_config(self):
         config = super().get_config()

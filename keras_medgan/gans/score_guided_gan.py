@@ -53,7 +53,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_medgan.distribute import wrap_for_loss_scaling
-from keras_medgan.gans._steps import apply_scaled_gradients, replica_normal, scaled_loss, track_grad_norm
+from keras_medgan.gans._steps import (apply_scaled_gradients, generate_in_batches, replica_normal, scaled_loss,
+                                      track_grad_norm)
 from keras_medgan.gans.conditional_dcgan import _check_generator_inputs
 from keras_medgan.losses import (ADVERSARIAL_LOSSES, gaussian_mmd2, get_adversarial_loss, inception_score_loss,
                                  style_content_loss, style_loss)
@@ -409,10 +410,8 @@ class ScoreGuidedGAN(keras.Model):
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
             raise ValueError(f"`count` must be an integer >= 0. Received: count={count!r}")
         z = keras.random.normal((int(count), self.latent_dim), seed=seed, dtype="float32")
-        chunks = [self.generator(z[i:i + batch_size], training=False) for i in range(0, int(count), batch_size)]
-        if not chunks:
-            return np.zeros((0, *self.generator.output_shape[1:]), "float32")
-        return np.concatenate([keras.ops.convert_to_numpy(c) for c in chunks]).astype("float32")
+        return generate_in_batches(lambda chunk, _: self.generator(chunk, training=False), z, batch_size,
+                                   self.generator.output_shape[1:])
 
     def get_config(self):
         config = super().get_config()
