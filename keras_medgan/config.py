@@ -35,6 +35,9 @@ class DataConfig:
         max_boxes: int. Boxes per image are padded / truncated to this many.
         deterministic: bool. Same order every run for a given ``seed`` (slower).
         seed: int. Seed for shuffling.
+        classes: tuple of str. Read only images of these classes (names from ``dataset.json``), renumbered
+            0..len-1 in this order; unlabeled images and other classes are left out. Empty = every image with the
+            dataset's own numbering.
     """
 
     data_dir: str = ""
@@ -49,9 +52,15 @@ class DataConfig:
     max_boxes: int = 8
     deterministic: bool = False
     seed: int = 0
+    classes: tuple = ()
 
     def __post_init__(self):
         name = type(self).__name__
+        if isinstance(self.classes, list):
+            object.__setattr__(self, "classes", tuple(self.classes))
+        _check(isinstance(self.classes, tuple) and all(isinstance(c, str) and c for c in self.classes)
+               and len(set(self.classes)) == len(self.classes), name, "classes", self.classes,
+               "must be distinct class names (empty = all classes)")
         _check(isinstance(self.image_size, int) and self.image_size >= 8, name, "image_size", self.image_size,
                "must be an integer >= 8")
         _check(self.channels in (None, 1, 3), name, "channels", self.channels, "must be 1, 3 or None")

@@ -2,7 +2,7 @@
 
 ``make_dataset(cfg, split)`` runs: parallel interleave over shards -> parse ->
 decode PNG/JPEG -> resize (stretch, pad or centre crop, boxes moved along) ->
-cache (decoded uint8) -> shuffle -> repeat -> scale to [-1, 1] -> batch ->
+class selection (``DataConfig.classes``: keep those classes, renumber labels) -> cache (decoded uint8) -> shuffle -> repeat -> scale to [-1, 1] -> batch ->
 prefetch. Each element is a dict:
 
 | key | shape | dtype |
@@ -30,6 +30,7 @@ input pipeline reads its own shards and batches ``batch_size / replicas``.
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from keras_medgan.config import DataConfig
@@ -148,6 +149,52 @@ def _example_fn(cfg: DataConfig, channels: int, num_classes: int):
     return fn
 
 
+def class_ids(classes, class_names) -> list[int]:
+    """Dataset class indices of the names in ``classes`` (``DataConfig.classes``), in that order.
+
+    Raises:
+        ValueError: a name is not one of ``class_names``.
+    """
+    unknown = [c for c in classes if c not in class_names]
+    if unknown:
+        raise ValueError(f"DataConfig.classes names {unknown}, which the dataset does not have. Its classes are "
+                         f"{list(class_names)}.")
+    return [list(class_names).index(c) for c in classes]
+
+
+def _select_classes(ds: tf.data.Dataset, ids: list[int], num_classes: int) -> tf.data.Dataset:
+    """Keeps records whose ``label`` is in ``ids`` and renumbers labels (and ``label_multi`` columns) to 0..len-1.
+
+    Box labels keep the dataset's numbering (they index ``dataset.json`` ``class_names``).
+    """
+    lookup = np.full(max(num_classes, 1), -1, np.int32)
+    lookup[ids] = np.arange(len(ids), dtype=np.int32)
+    lookup = tf.constant(lookup)
+    columns = tf.constant(ids, tf.int32)
+
+    def keep(ex):
+        label = ex["label"]
+        return tf.logical_and(label >= 0, tf.gather(lookup, tf.maximum(label, 0)) >= 0)
+
+    def renumber(ex):
+        ex = dict(ex)
+        ex["label"] = tf.gather(lookup, ex["label"])
+        ex["label_multi"] = tf.gather(ex["label_multi"], columns)
+        return ex
+
+    return ds.filter(keep).map(renumber)
+
+
+def selected_records(cfg: DataConfig, info: schema.DatasetInfo, split: str, files=None) -> int:
+    """Records of ``split`` that ``cfg.classes`` keeps: from ``dataset.json`` counts, or counted in ``files``."""
+    if files is None:
+        return int(sum(info.counts.get(split, {}).get(c, 0) for c in cfg.classes))
+    ids = set(class_ids(cfg.classes, info.class_names))
+    labels = tf.data.TFRecordDataset(files).map(
+        lambda s: tf.io.parse_single_example(s, {schema.LABEL: tf.io.FixedLenFeature([], tf.int64, -1)})[schema.LABEL])
+    return int(sum(1 for label in labels.as_numpy_iterator() if int(label) in ids))
+
+
 def _scale(example):
     example = dict(example)
     example["image"] = scale_to_unit_range(example["image"])
@@ -243,11 +290,22 @@ def make_dataset(
         ds = ds.shard(pipelines_n, pipeline_id)
     ds = ds.map(_example_fn(cfg, channels, info.num_classes), num_parallel_calls=AUTOTUNE,
                 deterministic=deterministic)
+    if cfg.classes:
+        ds = _select_classes(ds, class_ids(cfg.classes, info.class_names), info.num_classes)
     if cfg.cache:
         ds = ds.cache()
 
     if cfg.repeat:
-        n_records = records_per_pipeline(info, split, pipelines_n, pipeline_id)
+        if not cfg.classes:
+            n_records = records_per_pipeline(info, split, pipelines_n, pipeline_id)
+        elif pipelines_n == 1:
+            n_records = selected_records(cfg, info, split)
+        else:  # which selected records this pipeline reads is not in dataset.json: count them
+            mine = files[pipeline_id::pipelines_n] if len(files) >= pipelines_n else None
+            # Fewer files than pipelines: records are dealt round-robin before the class filter, so this share
+            # is an estimate; it only moves where a resumed run restarts inside an epoch.
+            n_records = (selected_records(cfg, info, split, mine) if mine is not None
+                         else len(range(pipeline_id, selected_records(cfg, info, split), pipelines_n)))
         steps_per_epoch = n_records // batch_size
         if steps_per_epoch == 0:
             raise ValueError(

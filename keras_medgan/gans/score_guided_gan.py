@@ -55,7 +55,7 @@ import tensorflow as tf
 from keras_medgan.distribute import wrap_for_loss_scaling
 from keras_medgan.gans._steps import (apply_scaled_gradients, generate_in_batches, replica_normal, scaled_loss,
                                       track_grad_norm)
-from keras_medgan.gans.conditional_dcgan import _check_generator_inputs
+from keras_medgan.gans.conditional_dcgan import EVAL_SEED, _check_generator_inputs
 from keras_medgan.losses import (ADVERSARIAL_LOSSES, gaussian_mmd2, get_adversarial_loss, inception_score_loss,
                                  style_content_loss, style_loss)
 from keras_medgan.losses.guidance import PAPER_MMD_SIGMA
@@ -404,6 +404,27 @@ class ScoreGuidedGAN(keras.Model):
                                                                                      tf.float32))
         self.step_counter.assign_add(1)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def test_step(self, batch):
+        """Validation losses of D, C and G on a real batch, with fixed noise and every network in inference mode.
+
+        The content term needs G's pre-update output and is not defined without an update: it is left out.
+        """
+        real = tf.convert_to_tensor(batch["image"])
+        labels = tf.cast(batch["label"], tf.int32)
+        z = replica_normal(tf.shape(real)[0], self.latent_dim, EVAL_SEED)
+        fake = self.generator(z, training=False)
+        self.trackers["loss/d/total"].update_state(self.discriminator_loss_terms(real, fake, training=False)["total"])
+        c_terms = self.classifier_loss_terms(real, labels, fake, training=False)
+        for key in ("real", "pseudo", "total"):
+            self.trackers[f"loss/c/{key}"].update_state(c_terms[key])
+        self.trackers["pseudo_label_rate"].update_state(c_terms["rate"])
+        real_probs = self.classifier(real, training=False)
+        g_terms = self.generator_loss_terms(z, real, real_probs, self.style_features(real), None, training=False)
+        for key in ("total", "adversarial", "is", "mmd", "style"):
+            self.trackers[f"loss/g/{key}"].update_state(g_terms[key])
+        return {name: tracker.result() for name, tracker in self.trackers.items()
+                if "grad" not in name and name != "loss/g/content"}
 
     def generate(self, count: int, seed: int | None = None, batch_size: int = 256) -> np.ndarray:
         """``count`` images from fresh noise in inference mode; the same ``seed`` gives the same images."""

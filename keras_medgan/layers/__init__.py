@@ -1,6 +1,7 @@
 """Small serializable Keras layers used by the networks."""
 
+from keras_medgan.layers.imagenet_input import ImageNetInput
 from keras_medgan.layers.normalization import make_norm
 from keras_medgan.layers.resize_conv import ResizeConv2D
 
-__all__ = ["ResizeConv2D", "make_norm"]
+__all__ = ["ImageNetInput", "ResizeConv2D", "make_norm"]

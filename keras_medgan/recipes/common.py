@@ -23,8 +23,10 @@ from typing import Callable
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_medgan import config as config_lib
+from keras_medgan import distribute
 from keras_medgan.callbacks import ResumableCheckpoint, SampleGrid, StopOnNaN, TensorBoardScalars, latest_checkpoint
 from keras_medgan.data import schema
 from keras_medgan.metrics.features import FeatureExtractorError
@@ -250,6 +252,140 @@ def fit_with_checkpoints(
     if samples.last_path is None or not samples.last_path.endswith(f"{int(step_fn()):08d}.png"):
         samples.write()
     return FitResult(start_step, int(step_fn()), seconds, history, last, samples.last_path)
+
+
+@dataclasses.dataclass
+class Runtime:
+    """How a run executes: the dtype policy, the ``tf.distribute`` strategy and whether steps use XLA."""
+
+    policy: str
+    strategy: tf.distribute.Strategy
+    jit: bool
+
+
+def start_run(parser: argparse.ArgumentParser, args, get_config: Callable, recipe: str,
+              config_updates: Callable | None = None):
+    """Resolves the config of a new or resumed run from the command line.
+
+    Returns:
+        ``(cfg, run_dir, checkpoint)``: ``run_dir`` is None for a new run without ``--run-dir``; ``checkpoint``
+        is the one to resume from (None for a new run). ``cfg`` is None after ``--dry-run`` printed it.
+        Config errors exit through ``parser.error`` (status 2); a resume without a checkpoint raises
+        ``RecipeError``.
+    """
+    try:
+        if args.resume:
+            run_dir = args.run_dir or latest_run_dir(recipe)
+            if run_dir is None:
+                raise config_lib.ConfigError(f"--resume: no run found under {runs_root()}/{recipe}; pass --run-dir.")
+            cfg = resume_config(run_dir, get_config, args)
+        else:
+            run_dir = args.run_dir
+            cfg = resolve_config(get_config, args)
+        if config_updates is not None:
+            cfg = config_updates(cfg, args)
+        if cfg.data.data_dir:
+            check_data_dir(cfg.data.data_dir)
+    except (config_lib.ConfigError, ValueError) as e:
+        parser.error(str(e))
+    if args.dry_run:
+        print(json.dumps(config_lib.to_dict(cfg), indent=2))
+        return None, run_dir, None
+    ckpt = None
+    if args.resume:
+        ckpt = latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+        if ckpt is None:
+            raise RecipeError(f"{run_dir} has no checkpoint to resume from; start a new run instead.")
+    elif run_dir and os.path.exists(os.path.join(run_dir, "config.json")):
+        raise RecipeError(f"{run_dir} already holds a run; continue it with --resume or pass a new --run-dir "
+                          "(nothing was changed).")
+    return cfg, run_dir, ckpt
+
+
+def setup_runtime(cfg) -> Runtime:
+    """Seeds everything, sets determinism, the dtype policy, the strategy and XLA from ``cfg.train``."""
+    keras.utils.set_random_seed(cfg.train.seed)
+    if cfg.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    policy = distribute.set_precision(cfg.train.precision)
+    strategy = distribute.select_strategy(cfg.train.strategy)
+    return Runtime(policy, strategy, distribute.resolve_jit(cfg.train.jit, strategy))
+
+
+def prepare_run_dir(run_dir: str | None, checkpoint: str | None, recipe: str, cfg) -> str:
+    """Creates the run folder of a new run (numbered when ``run_dir`` is None) and writes ``config.json``."""
+    if checkpoint is None:
+        run_dir = run_dir or new_run_dir(recipe, cfg.name)
+        os.makedirs(run_dir, exist_ok=True)
+    schema.write_json_atomic(os.path.join(run_dir, "config.json"), config_lib.to_dict(cfg))
+    return run_dir
+
+
+def config_markdown(cfg) -> str:
+    """The config as a JSON code block (TensorBoard's text tab)."""
+    return "```json\n" + json.dumps(config_lib.to_dict(cfg), indent=2) + "\n```"
+
+
+def runtime_lines(cfg, fit: FitResult, runtime: Runtime, report_dir: str) -> str:
+    """The training, time, checkpoint and samples bullets of a ``report.md``."""
+    steps = fit.end_step - fit.start_step
+
+    def rel(path):
+        return os.path.relpath(path, report_dir) if path else "none"
+
+    return (f"- Training: steps {fit.start_step} -> {fit.end_step} at batch {cfg.data.batch_size}; precision "
+            f"`{runtime.policy}`;\n  strategy `{type(runtime.strategy).__name__}` "
+            f"({runtime.strategy.num_replicas_in_sync} replica(s)); XLA {runtime.jit}\n"
+            f"- Time: {fit.seconds:.1f} s for {steps} steps ({fit.seconds / max(steps, 1):.3f} s/step including "
+            "logging,\n  sampling and checkpoints)\n"
+            f"- Last checkpoint: `{rel(fit.last_checkpoint)}`\n"
+            f"- Sample grid: `{rel(fit.last_sample)}`")
+
+
+def run_variants(train_fn: Callable[[list], int], out: str, variants, base_argv: list, result_file: str) -> dict:
+    """Trains one run per variant in ``out/<key>/`` (ablations and sweeps), resuming interrupted ones.
+
+    A variant whose folder already holds ``result_file`` and ``report.md`` is finished and kept; one with a
+    ``config.json`` is resumed; the others start with ``base_argv`` plus the variant's ``--set`` overrides.
+
+    Args:
+        train_fn: the recipe's training command, ``argv -> exit status``.
+        out: the study folder.
+        variants: sequence of ``(key, label, overrides)``.
+        base_argv: arguments every new variant gets (preset, data, precision, shared ``--set``).
+        result_file: the file a finished variant has written (e.g. ``evaluation.json``).
+
+    Returns:
+        ``{key: run_dir}`` in the order given. Raises ``RecipeError`` when a variant fails.
+    """
+    runs = {}
+    for key, label, overrides in variants:
+        run_dir = os.path.join(out, key)
+        if os.path.isfile(os.path.join(run_dir, result_file)) and os.path.isfile(os.path.join(run_dir, "report.md")):
+            print(f"== {key}: already trained and evaluated ({run_dir})")
+            status = 0
+        elif os.path.isfile(os.path.join(run_dir, "config.json")):
+            print(f"== {key}: resuming {run_dir}")
+            status = train_fn(["--run-dir", run_dir, "--resume"])
+        else:
+            print(f"== {key}: {label}")
+            status = train_fn([*base_argv, "--run-dir", run_dir, *[a for o in overrides for a in ("--set", o)]])
+        if status:
+            raise RecipeError(f"variant {key!r} failed (exit status {status}); fix the cause and continue with "
+                              f"--out {out} --resume")
+        runs[key] = run_dir
+    return runs
+
+
+def study_folder(args, recipe: str) -> str:
+    """The ``--out`` folder of an ablation or sweep (new and numbered unless given); refuses to overwrite."""
+    if args.resume and not args.out:
+        raise config_lib.ConfigError("--resume needs --out (the folder to continue)")
+    if args.out and os.path.isdir(args.out) and os.listdir(args.out) and not args.resume:
+        raise RecipeError(f"{args.out} is not empty; continue it with --resume or choose another --out")
+    out = args.out or new_run_dir(recipe, args.preset)
+    os.makedirs(out, exist_ok=True)
+    return out
 
 
 def guarded(fn: Callable[..., int], *args) -> int:

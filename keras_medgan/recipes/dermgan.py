@@ -31,7 +31,6 @@ import numpy as np
 import tensorflow as tf
 
 from keras_medgan import config as config_lib
-from keras_medgan import distribute
 from keras_medgan.callbacks import PeriodicEvaluation, latest_checkpoint, restore_checkpoint
 from keras_medgan.callbacks.monitoring import image_grid, save_png_atomic, to_display
 from keras_medgan.config import DataConfig, EvalConfig, TrainConfig
@@ -282,14 +281,9 @@ def map_generate_fn(generator: keras.Model, cfg: DermGANConfig, num_classes: int
     return generate
 
 
-def _config_markdown(cfg: DermGANConfig) -> str:
-    return "```json\n" + json.dumps(config_lib.to_dict(cfg), indent=2) + "\n```"
-
-
 def write_report(path: str, cfg: DermGANConfig, info: schema.DatasetInfo, fit: common.FitResult, val: dict,
-                 policy: str, strategy: tf.distribute.Strategy, jit: bool, evaluation: dict | None = None) -> None:
+                 runtime: common.Runtime, evaluation: dict | None = None) -> None:
     """``report.md``: what was trained on what, how long it took, and the validation losses."""
-    steps = fit.end_step - fit.start_step
     rows = "\n".join(f"| `{k}` | {v:.4f} |" for k, v in sorted(val.items()))
     text = f"""# DermGAN run report
 
@@ -298,12 +292,8 @@ def write_report(path: str, cfg: DermGANConfig, info: schema.DatasetInfo, fit: c
 - Model: U-Net ({cfg.model.upsampling}, {cfg.model.norm} norm, base {cfg.model.base_filters}) + PatchGAN
   ({cfg.model.d_layers} layers); loss weights L1 {cfg.loss.lambda_l1}, ROI {cfg.loss.lambda_roi},
   FM {cfg.loss.lambda_fm}, GAN {cfg.loss.lambda_gan} ({cfg.loss.gan_loss})
-- Training: steps {fit.start_step} -> {fit.end_step} at batch {cfg.data.batch_size}; precision `{policy}`;
-  strategy `{type(strategy).__name__}` ({strategy.num_replicas_in_sync} replica(s)); XLA {jit}
-- Time: {fit.seconds:.1f} s for {steps} steps ({fit.seconds / max(steps, 1):.3f} s/step including logging,
-  sampling and checkpoints)
-- Last checkpoint: `{os.path.relpath(fit.last_checkpoint, os.path.dirname(path)) if fit.last_checkpoint else 'none'}`
-- Sample grid (validation map | real | generated): `{os.path.relpath(fit.last_sample, os.path.dirname(path)) if fit.last_sample else 'none'}`
+{common.runtime_lines(cfg, fit, runtime, os.path.dirname(path))}
+  (validation map | real | generated)
 
 ## Validation losses (whole validation split, generator in inference mode)
 
@@ -322,30 +312,10 @@ more closely from the maps alone. These are reconstruction losses, not a verdict
 def train(argv=None) -> int:
     parser = common.build_parser("python -m keras_medgan.recipes.dermgan", __doc__, PRESETS)
     args = parser.parse_args(argv)
-    try:
-        if args.resume:
-            run_dir = args.run_dir or common.latest_run_dir(RECIPE)
-            if run_dir is None:
-                raise config_lib.ConfigError(f"--resume: no run found under {common.runs_root()}/{RECIPE}; "
-                                             "pass --run-dir.")
-            cfg = common.resume_config(run_dir, get_config, args)
-        else:
-            run_dir = args.run_dir
-            cfg = common.resolve_config(get_config, args)
-        if cfg.data.data_dir:
-            common.check_data_dir(cfg.data.data_dir)
-    except (config_lib.ConfigError, ValueError) as e:
-        parser.error(str(e))
-    if args.dry_run:
-        print(json.dumps(config_lib.to_dict(cfg), indent=2))
+    cfg, run_dir, ckpt = common.start_run(parser, args, get_config, RECIPE)
+    if cfg is None:
         return 0
-
-    keras.utils.set_random_seed(cfg.train.seed)
-    if cfg.train.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    policy = distribute.set_precision(cfg.train.precision)
-    strategy = distribute.select_strategy(cfg.train.strategy)
-    jit = distribute.resolve_jit(cfg.train.jit, strategy)
+    runtime = common.setup_runtime(cfg)
     cfg = resolve_data_dir(cfg)
     info = common.check_data_dir(cfg.data.data_dir)
     for split in ("train", "val"):
@@ -353,25 +323,13 @@ def train(argv=None) -> int:
             raise common.RecipeError(f"{cfg.data.data_dir} has no {split!r} records; DermGAN trains on 'train' and "
                                      "samples fixed maps from 'val'. Re-create it with a non-zero --val-fraction.")
     channels = cfg.data.channels or info.channels
-
-    if args.resume:
-        ckpt = latest_checkpoint(os.path.join(run_dir, "checkpoints"))
-        if ckpt is None:
-            raise common.RecipeError(f"{run_dir} has no checkpoint to resume from; start a new run instead.")
-    else:
-        if run_dir and os.path.exists(os.path.join(run_dir, "config.json")):
-            raise common.RecipeError(f"{run_dir} already holds a run; continue it with --resume or pass a new "
-                                     "--run-dir (nothing was changed).")
-        run_dir = run_dir or common.new_run_dir(RECIPE, cfg.name)
-        os.makedirs(run_dir, exist_ok=True)
-        ckpt = None
-    schema.write_json_atomic(os.path.join(run_dir, "config.json"), config_lib.to_dict(cfg))
+    run_dir = common.prepare_run_dir(run_dir, ckpt, RECIPE, cfg)
 
     # The ruler may be trained here on first use (then cached); re-seed after it so that the GAN's initial weights
     # and noise do not depend on whether the ruler was already in the cache.
     evaluator = rec_eval.GeneratorEvaluator(cfg.eval, cfg.data.data_dir, cfg.data.image_size)
     keras.utils.set_random_seed(cfg.train.seed)
-    with strategy.scope():
+    with runtime.strategy.scope():
         generator, discriminator = build_networks(cfg, channels)
         model = DermGAN(generator, discriminator)
         opt = cfg.optimizer
@@ -379,7 +337,7 @@ def train(argv=None) -> int:
             g_optimizer=keras.optimizers.Adam(opt.g_learning_rate, beta_1=opt.beta_1, beta_2=opt.beta_2),
             d_optimizer=keras.optimizers.Adam(opt.d_learning_rate, beta_1=opt.beta_1, beta_2=opt.beta_2),
             lambda_l1=cfg.loss.lambda_l1, lambda_roi=cfg.loss.lambda_roi, lambda_fm=cfg.loss.lambda_fm,
-            lambda_gan=cfg.loss.lambda_gan, gan_loss=cfg.loss.gan_loss, jit_compile=jit)
+            lambda_gan=cfg.loss.lambda_gan, gan_loss=cfg.loss.gan_loss, jit_compile=runtime.jit)
     start_step = 0
     if ckpt is not None:
         start_step = int(restore_checkpoint(ckpt, _training_groups(model))["step"])
@@ -411,14 +369,14 @@ def train(argv=None) -> int:
     fit = common.fit_with_checkpoints(
         model, train_ds, val_ds.repeat(), cfg.train, run_dir, start_step=start_step, step_fn=step_fn,
         groups_fn=lambda: _training_groups(model), render_fn=render,
-        optimizers={"g": model.g_optimizer, "d": model.d_optimizer}, config_text=_config_markdown(cfg),
+        optimizers={"g": model.g_optimizer, "d": model.d_optimizer}, config_text=common.config_markdown(cfg),
         validation_steps=min(cfg.validation_steps, val_batches), extra_callbacks=extra_callbacks)
     val = model.evaluate(val_ds, steps=val_batches, verbose=0, return_dict=True)
     val = {k: float(v) for k, v in val.items()}
     save_model_atomic(generator, os.path.join(run_dir, "generator.keras"))
     print("final evaluation (FID/KID/IS/PRDC with intervals, memorization audit) ...")
     evaluation = evaluator.final(generate_fn, run_dir, extra={"step": fit.end_step, "run": os.path.abspath(run_dir)})
-    write_report(os.path.join(run_dir, "report.md"), cfg, info, fit, val, policy, strategy, jit, evaluation)
+    write_report(os.path.join(run_dir, "report.md"), cfg, info, fit, val, runtime, evaluation)
     print(f"\nrun directory: {run_dir}\n  report: {os.path.join(run_dir, 'report.md')}\n  samples: {fit.last_sample}"
           f"\n  tensorboard --logdir {os.path.join(run_dir, 'tensorboard')}")
     return 0
@@ -635,33 +593,13 @@ def ablation(argv=None) -> int:
     unknown = [v for v in variants if v not in known]
     if unknown or not variants:
         parser.error(f"--variants: unknown {unknown or args.variants!r}; choose from {','.join(known)}")
-    if args.resume and not args.out:
-        parser.error("--resume needs --out (the ablation folder to continue)")
-    if args.out and os.path.isdir(args.out) and os.listdir(args.out) and not args.resume:
-        raise common.RecipeError(f"{args.out} is not empty; continue it with --resume or choose another --out")
-    out = args.out or common.new_run_dir(f"{RECIPE}-ablation", args.preset)
-    os.makedirs(out, exist_ok=True)
+    out = common.study_folder(args, f"{RECIPE}-ablation")
+    base = ["--preset", args.preset] + (["--data", args.data] if args.data else [])
+    base += ["--precision", args.precision] if args.precision else []
+    base += [a for o in args.overrides for a in ("--set", o)]
+    runs = common.run_variants(train, out, [(k, *known[k]) for k in variants], base, "evaluation.json")
     results = {}
-    for key in variants:
-        run_dir = os.path.join(out, key)
-        if os.path.isfile(os.path.join(run_dir, "evaluation.json")) and os.path.isfile(os.path.join(run_dir,
-                                                                                                     "report.md")):
-            print(f"== {key}: already trained and evaluated ({run_dir})")
-        elif os.path.isfile(os.path.join(run_dir, "config.json")):
-            print(f"== {key}: resuming {run_dir}")
-            status = train(["--run-dir", run_dir, "--resume"])
-            if status:
-                return status
-        else:
-            print(f"== {key}: {known[key][0]}")
-            argv_v = ["--preset", args.preset, "--run-dir", run_dir]
-            argv_v += ["--data", args.data] if args.data else []
-            argv_v += ["--precision", args.precision] if args.precision else []
-            for item in [*args.overrides, *known[key][1]]:
-                argv_v += ["--set", item]
-            status = train(argv_v)
-            if status:
-                return status
+    for key, run_dir in runs.items():
         with open(os.path.join(run_dir, "evaluation.json"), encoding="utf-8") as f:
             results[key] = json.load(f)
         if "skipped" in results[key]:

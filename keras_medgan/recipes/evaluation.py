@@ -8,6 +8,7 @@ markdown section for ``report.md``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Callable
 
@@ -39,9 +40,12 @@ class GeneratorEvaluator:
         data_dir: str. The real dataset the GAN trains on.
         resolution: int. The generator's image size.
         verbose: bool. Progress bars for feature extraction.
+        classes: dataset class indices or None. Compare with the real images of these classes only (a
+            generator trained on ``DataConfig.classes``); the memorization audit still searches the whole
+            training split.
     """
 
-    def __init__(self, cfg: EvalConfig, data_dir: str, resolution: int, verbose: bool = True):
+    def __init__(self, cfg: EvalConfig, data_dir: str, resolution: int, verbose: bool = True, classes=None):
         self.cfg = cfg
         self.data_dir = data_dir
         self.resolution = int(resolution)
@@ -51,6 +55,8 @@ class GeneratorEvaluator:
         self.reference = sources.ImageSource("dataset", os.path.abspath(data_dir), cfg.reference_split)
         self.real = sources.cached_source_features(self.extractor, self.reference, self.resolution,
                                                    verbose=verbose)
+        if classes is not None:
+            self.real = select_labels(self.real, classes)
 
     def _fake(self, generate_fn: Callable[[int], dict], n: int, source: str) -> tuple[sources.FeatureSet, dict]:
         batch = generate_fn(n)
@@ -103,6 +109,14 @@ class GeneratorEvaluator:
             result["memorization"]["contact_sheet"] = os.path.basename(sheet)
         schema.write_json_atomic(os.path.join(out_dir, "evaluation.json"), result)
         return result
+
+
+def select_labels(fs: sources.FeatureSet, classes) -> sources.FeatureSet:
+    """The rows of ``fs`` whose label is one of ``classes``."""
+    keep = np.isin(fs.labels, np.asarray(list(classes)))
+    return dataclasses.replace(fs, features=fs.features[keep], probs=fs.probs[keep], labels=fs.labels[keep],
+                               fitzpatrick=fs.fitzpatrick[keep], thumbnails=fs.thumbnails[keep],
+                               source=f"{fs.source} (classes {sorted(int(c) for c in classes)})")
 
 
 def _ci(low, high) -> str:
