@@ -151,3 +151,23 @@ def test_constructor_rejects_a_class_count_that_disagrees_with_the_classifier():
         ScoreGuidedGAN(dcgan_generator(SIZE, 1, latent_dim=LATENT, base_filters=4),
                        dcgan_discriminator(SIZE, 1, base_filters=4),
                        domain_classifier(SIZE, 1, 3, filters=(4,), feature_dim=4), latent_dim=LATENT, num_classes=2)
+
+
+def test_test_step_reports_validation_losses_without_updating_anything():
+    gan = _gan()
+    weights = [v.numpy().copy() for v in gan.variables]
+    first = {k: float(v) for k, v in gan.test_step(_batch(6, seed=2)).items()}
+    assert "loss/g/content" not in first and not any("grad" in k for k in first)
+    assert {"loss/d/total", "loss/c/real", "loss/c/pseudo", "pseudo_label_rate", "loss/g/mmd",
+            "loss/g/style"} <= set(first)
+    assert all(np.isfinite(v) for v in first.values()), first
+    w = gan.guidance_weights
+    assert first["loss/g/total"] == pytest.approx(
+        w["delta"] * first["loss/g/adversarial"] + w["alpha"] * first["loss/g/is"] + w["beta"] * first["loss/g/mmd"]
+        + w["eta"] * first["loss/g/style"], rel=1e-5)
+    for before, v in zip(weights, gan.variables):
+        np.testing.assert_array_equal(before, v.numpy())
+    for tracker in gan.metrics:
+        tracker.reset_state()
+    again = {k: float(v) for k, v in gan.test_step(_batch(6, seed=2)).items()}
+    assert again == pytest.approx(first)  # fixed noise: the same batch gives the same losses

@@ -240,3 +240,20 @@ def test_sigkilled_run_resumes_to_identical_weights(env, cdcgan_run, module, ext
     assert a.keys() == b.keys() and any("seed_generator" in k or "state" in k for k in a)
     different = [k for k in a if not np.array_equal(a[k], b[k])]
     assert not different, different[:5]
+
+
+@pytest.mark.parametrize("module, argv, expect", [
+    (cdcgan, ["--config", "recipes/cdcgan/paper.toml"], {"gan": "cdcgan", "classes": ["nv", "bcc", "mel", "bkl"]}),
+    (cdcgan, ["--config", "recipes/cdcgan/paper_gp.toml"], {"gan": "cdcgan", "gp_weight": 10.0}),
+    (xraygan, ["--model", "cgan", "--config", "recipes/xraygan/paper_cgan.toml"],
+     {"gan": "cgan", "classes": ["Pneumonia", "Effusion", "Mass", "Hernia"]}),
+    (xraygan, ["--model", "ucgan", "--config", "recipes/xraygan/paper_ucgan.toml"],
+     {"gan": "ucgan", "classes": ["Pneumonia", "Edema", "Hernia"], "classifier": "resnet50"}),
+])
+def test_recipe_card_tomls_are_valid_paper_configs(capsys, monkeypatch, module, argv, expect):
+    monkeypatch.chdir(REPO)
+    assert module.main(["--preset", "paper", "--dry-run", *argv]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    got = {"gan": cfg["gan"], "classes": cfg["data"]["classes"], "gp_weight": cfg["loss"]["gp_weight"],
+           "classifier": cfg["model"]["classifier"]}
+    assert {k: got[k] for k in expect} == expect
