@@ -184,6 +184,7 @@ class PeakMemory:
             self.scope = "benchmark"
         except OSError:
             pass
+        self.start_mb = self._status_mb("VmRSS")
         self.gpu = bool(tf.config.list_physical_devices("GPU"))
         if self.gpu:
             tf.config.experimental.reset_memory_stats("GPU:0")
@@ -192,6 +193,14 @@ class PeakMemory:
     def __exit__(self, *exc):
         return False
 
+    @staticmethod
+    def _status_mb(field: str) -> float | None:
+        try:
+            with open("/proc/self/status", encoding="utf-8") as f:
+                return next(int(line.split()[1]) / 1024.0 for line in f if line.startswith(field + ":"))
+        except (OSError, StopIteration, ValueError):
+            return None
+
     def read(self) -> dict:
         import resource
 
@@ -199,12 +208,10 @@ class PeakMemory:
 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
         if self.scope == "benchmark":
-            try:
-                with open("/proc/self/status", encoding="utf-8") as f:
-                    peak = next(int(line.split()[1]) / 1024.0 for line in f if line.startswith("VmHWM"))
-            except (OSError, StopIteration):
-                pass
-        out = {"peak_host_mb": round(peak, 1), "peak_host_scope": self.scope}
+            peak = self._status_mb("VmHWM") or peak
+        # Memory earlier rows freed may stay with the process, so the start RSS is part of the peak.
+        out = {"peak_host_mb": round(peak, 1), "host_mb_at_start": round(self.start_mb or 0.0, 1),
+               "peak_host_scope": self.scope}
         if self.gpu:
             out["peak_gpu_mb"] = round(tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20, 1)
         return out
@@ -370,20 +377,25 @@ def bench_train_step(kind: str, size: int, batch_size: int, precision: str, jit:
             t0 = time.perf_counter()
             _wait(step(batch), strategy)
             row["first_step_s"] = round(time.perf_counter() - t0, 3)
-            times = []
+            times, cpu = [], 0.0
             for i in range(warmup + steps):
                 if profile_dir and i == warmup:
                     tf.profiler.experimental.start(profile_dir)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 _wait(step(batch), strategy)
                 if i >= warmup:
                     times.append(time.perf_counter() - t0)
+                    cpu += time.process_time() - c0
             if profile_dir:
                 tf.profiler.experimental.stop()
             row["traces"] = step.experimental_get_tracing_count()  # 1: no retracing between steps
             row.update(memory.read())
         median = statistics.median(times)
         row.update({"median_step_s": round(median, 4), "images_per_s": round(batch_size / median, 2),
+                    "min_step_s": round(min(times), 4),
+                    # CPU seconds of all this process's threads per step: less sensitive than wall time to
+                    # other jobs on the machine (their load shows in load_1m).
+                    "cpu_s_per_step": round(cpu / steps, 4),
                     "step_times_s": [round(t, 4) for t in times]})
         try:
             flops = graph_flops(step.get_concrete_function(batch).graph)

@@ -19,7 +19,7 @@ TRAIN_COLUMNS = (
     ("precision", "precision", "{}"), ("XLA", "jit", "{}"), ("strategy", "strategy", "{}"),
     ("first step (s)", "first_step_s", "{:.2f}"), ("median s/step", "median_step_s", "{:.4g}"),
     ("images/s", "images_per_s", "{:.4g}"), ("GFLOP/step", "gflop_per_step", "{:.4g}"),
-    ("GFLOP/s", "gflops_achieved", "{:.4g}"), ("peak host MB", "peak_host_mb", "{:.0f}"),
+    ("GFLOP/s", "gflops_achieved", "{:.4g}"), ("peak host MB (at start)", "peak_host_mb", "{:.0f}"),
     ("peak GPU MB", "peak_gpu_mb", "{:.0f}"), ("load 1m", "load_1m", "{}"),
 )
 PIPELINE_COLUMNS = (
@@ -74,6 +74,8 @@ def _cell(row: dict, key: str, fmt: str) -> str:
     value = row.get(key)
     if key == "label":
         return row_label(row)
+    if key == "peak_host_mb" and value is not None and row.get("host_mb_at_start"):
+        return f"{value:.0f} ({row['host_mb_at_start']:.0f})"
     if key == "load_1m" and isinstance(value, (list, tuple)):
         return "→".join(f"{v:.2f}" for v in value)
     if value is None or (isinstance(value, float) and math.isnan(value)):

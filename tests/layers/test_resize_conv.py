@@ -55,6 +55,36 @@ def test_constant_input_has_no_checkerboard_unlike_transposed_conv():
     assert checker[0, 0] != checker[1, 0] and checker[0, 0] != checker[0, 1]
 
 
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_nearest_x2_3x3_runs_as_exact_transposed_equivalent(use_bias):
+    """The fast path (4x4 stride-2 transposed conv with summed taps) is the resize-then-convolve function:
+    same outputs, same gradients for the input and the 3x3 kernel, borders included."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(size=(2, 5, 7, 4)).astype("float32"))
+    layer = ResizeConv2D(6, use_bias=use_bias, kernel_initializer=keras.initializers.RandomNormal(stddev=0.5))
+    layer.build(x.shape)
+    if use_bias:
+        layer.conv.bias.assign(rng.normal(size=(6,)).astype("float32"))
+
+    def reference(inputs):
+        up = tf.repeat(tf.repeat(inputs, 2, axis=1), 2, axis=2)
+        y = tf.nn.conv2d(up, layer.conv.kernel.value, 1, "SAME")
+        return y + layer.conv.bias.value if use_bias else y
+
+    weights = tf.constant(rng.normal(size=(2, 10, 14, 6)).astype("float32"))
+    grads = []
+    for fn in (layer, reference):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x)
+            loss = tf.reduce_sum(y * weights)
+        grads.append((y, *tape.gradient(loss, [x, layer.conv.kernel.value])))
+    for fast, ref in zip(*grads):
+        np.testing.assert_allclose(np.asarray(fast), np.asarray(ref), rtol=1e-5, atol=1e-5)
+
 def test_config_round_trip():
     layer = ResizeConv2D(8, kernel_size=5, scale=4, interpolation="bilinear", use_bias=False,
                          kernel_initializer=keras.initializers.RandomNormal(stddev=0.02), name="up")
