@@ -2,7 +2,8 @@
 score-guided UCGAN with its pseudo-labelling classifier (Sec. 4.2). Recipe card: ``recipes/xraygan/README.md``.
 
 \b
-Train (no arguments: --model cgan, preset demo on demo-cxr at 64 px; about 10 minutes on 2 CPU cores):
+Train (no arguments: --model cgan, preset demo on demo-cxr at 64 px, the UCGAN at 32 px; about 10 minutes on 2
+CPU cores):
     python -m keras_medgan.recipes.xraygan
     python -m keras_medgan.recipes.xraygan --model ucgan
     python -m keras_medgan.recipes.xraygan --model ucgan --preset paper --data data/cxr14-128
@@ -50,9 +51,9 @@ def get_config(preset: str = "demo", model: str = "cgan") -> NoiseGANConfig:
 
     \b
     demo  : python -m keras_medgan.recipes.xraygan [--model cgan|ucgan]
-            demo-cxr (2,000 images) at 64 px; cgan: classes consolidation, effusion, mass, cardiomegaly, batch
+            demo-cxr (2,000 images); cgan at 64 px: classes consolidation, effusion, mass, cardiomegaly, batch
             32, 3,000 steps; ucgan: consolidation, effusion, cardiomegaly, batch 12 (the paper's), small-CNN C,
-            footnote-3 G:D schedule, 1,500 steps. FID/KID with the classifier:auto ruler.
+            footnote-3 G:D schedule, 32 px, 1,500 steps. FID/KID with the classifier:auto ruler.
     smoke : 32 px, a few steps; for tests.
     paper : python -m keras_medgan.recipes.xraygan --model cgan|ucgan --preset paper --data DIR
             ChestX-ray14 (medgan-data chestxray14 --classes ...) at 128 px (footnote 4). cgan: Pneumonia,
@@ -66,7 +67,7 @@ def get_config(preset: str = "demo", model: str = "cgan") -> NoiseGANConfig:
     if preset == "demo":
         return NoiseGANConfig(
             preset="demo", name=f"demo-{model}", gan=model, demo_dataset="demo-cxr",
-            data=DataConfig(image_size=64, batch_size=12 if ucgan else 32, shuffle_buffer=2048,
+            data=DataConfig(image_size=32 if ucgan else 64, batch_size=12 if ucgan else 32, shuffle_buffer=2048,
                             classes=DEMO_CLASSES[model]),
             model=config_lib.replace(UCGAN_MODEL if ucgan else CGAN_MODEL,
                                      {"base_filters": 32, "classifier": "small"}),
