@@ -5,6 +5,10 @@ import numbers
 import keras
 
 INTERPOLATIONS = ("nearest", "bilinear")
+# Below this many input pixels per channel the transposed-convolution rewrite of nearest x2 + 3x3 costs more
+# (re-deriving the kernel from the weights, forward and backward) than the multiply-adds it saves; measured
+# on the U-Net decoder's shapes (8x8 inputs: 2.2x slower at batch 1, 16x16: 1.3x faster), tools/bench.py.
+MIN_PIXELS_FOR_TRANSPOSED = 256
 
 
 @keras.saving.register_keras_serializable(package="keras_medgan")
@@ -19,11 +23,11 @@ class ResizeConv2D(keras.layers.Layer):
     sees the same number of input pixels, so a constant input gives a constant
     output away from the borders.
 
-    Nearest x2 with a 3x3 kernel (DermGAN's setting) runs as the equivalent 4x4
-    stride-2 transposed convolution, its kernel summed from the 3x3 taps (see
-    `_nearest_x2_taps`): the same function of the same weights, 16 instead of
-    36 multiply-adds per input pixel, and no resized map in memory. Other
-    settings resize, then convolve.
+    Nearest x2 with a 3x3 kernel (DermGAN's setting) on inputs of at least
+    16x16 pixels runs as the equivalent 4x4 stride-2 transposed convolution,
+    its kernel summed from the 3x3 taps (see `_nearest_x2_taps`): the same
+    function of the same weights, 16 instead of 36 multiply-adds per input
+    pixel, and no resized map in memory. Other settings resize, then convolve.
 
     The layer works on channels-last tensors `[batch, height, width, channels]`
     and returns `[batch, height * scale, width * scale, filters]`.
@@ -105,9 +109,15 @@ class ResizeConv2D(keras.layers.Layer):
         self.conv.build(self.upsample.compute_output_shape(input_shape))
 
     def call(self, inputs):
-        if self.interpolation == "nearest" and self.scale == 2 and self.kernel_size == 3:
+        if self.runs_transposed(inputs.shape):
             return self._transposed_equivalent(inputs)
         return self.conv(self.upsample(inputs))
+
+    def runs_transposed(self, input_shape) -> bool:
+        """Whether inputs of ``input_shape`` take the transposed-convolution path (same outputs, fewer FLOPs)."""
+        height, width = input_shape[1], input_shape[2]
+        return (self.interpolation == "nearest" and self.scale == 2 and self.kernel_size == 3
+                and height is not None and width is not None and height * width >= MIN_PIXELS_FOR_TRANSPOSED)
 
     def _transposed_equivalent(self, inputs):
         kernel = _nearest_x2_taps(_nearest_x2_taps(self.conv.kernel, axis=0), axis=1)
