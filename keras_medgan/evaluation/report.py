@@ -1,0 +1,278 @@
+"""The study's answer: did synthetic data help, where, and by how much.
+
+``summarize`` turns the rows of ``results.jsonl`` and the saved test predictions into ``summary.json``: per test
+set and arm the spread of the primary measure over replicates; per arm and test set the paired t-test across
+replicates and the paired bootstrap on the same test images against its baseline, Holm-corrected across the
+arms of each test set (critical review Sec. 3.1 "Analyses" trains ten replicates; the tests are ours); per-class
+F1 with bootstrap intervals (DermGAN Fig. 8); and the primary measure per Fitzpatrick type. ``write_report``
+writes ``results.csv``, ``summary.json``, the plots and ``report.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+
+from keras_medgan.data import schema
+from keras_medgan.evaluation import statistics
+from keras_medgan.evaluation.study import TEST_LABELS, StudyConfig, load_predictions
+from keras_medgan.io_utils import atomic_open
+
+MEASURE_NAMES = {"auc": "AUC", "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy"}
+
+
+def _spread(values) -> dict:
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], np.float64)
+    if not len(v):
+        return {"n": 0, "mean": None, "std": None, "median": None, "min": None, "max": None}
+    return {"n": int(len(v)), "mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+            "median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())}
+
+
+def _nan_to_none(value):
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def summarize(cfg: StudyConfig, rows: list[dict], out_dir: str) -> dict:
+    """The statistics of a (complete or partial) study; see the module docstring."""
+    metric, class_names = cfg.metric, list(cfg.data.classes)
+    arms = cfg.all_arms()
+    by_arm = {a.name: {r["replicate"]: r for r in rows if r["arm"] == a.name} for a in arms}
+    with np.load(os.path.join(out_dir, TEST_LABELS)) as data:
+        labels = {t.name: data[f"{t.name}/labels"] for t in cfg.test_sets}
+    cache = {}
+
+    def probs(arm, rep, test):
+        if (arm, rep) not in cache:
+            cache[(arm, rep)] = load_predictions(out_dir, arm, rep)
+        return cache[(arm, rep)][test]
+
+    tests = {}
+    for t in cfg.test_sets:
+        arm_stats, comparisons = {}, []
+        for a in arms:
+            reps = sorted(by_arm[a.name])
+            arm_stats[a.name] = {
+                "label": a.label(class_names), "mode": a.mode, "baseline": getattr(cfg.baseline_of(a), "name", None),
+                **{m: _spread([by_arm[a.name][r]["tests"][t.name][m] for r in reps])
+                   for m in statistics.SCALAR_MEASURES},
+                "values": [by_arm[a.name][r]["tests"][t.name][metric] for r in reps],
+                "fitzpatrick": _fitzpatrick_means([by_arm[a.name][r]["tests"][t.name] for r in reps], metric),
+            }
+            if reps:
+                f1 = statistics.mean_f1_interval(labels[t.name], [probs(a.name, r, t.name) for r in reps],
+                                                 resamples=cfg.bootstrap, seed=cfg.seed)
+                arm_stats[a.name]["f1"] = {c: {"f1": _nan_to_none(f1["f1"][i]), "ci_low": _nan_to_none(
+                    f1["ci_low"][i]), "ci_high": _nan_to_none(f1["ci_high"][i])} for i, c in enumerate(class_names)}
+            base = cfg.baseline_of(a)
+            if base is None:
+                continue
+            pairs = sorted(set(by_arm[a.name]) & set(by_arm[base.name]))
+            test = statistics.paired_t_test([by_arm[a.name][r]["tests"][t.name][metric] for r in pairs],
+                                            [by_arm[base.name][r]["tests"][t.name][metric] for r in pairs])
+            boot = None
+            if pairs:
+                boot = statistics.paired_bootstrap(statistics.MEASURES[metric], labels[t.name],
+                                                   [probs(a.name, r, t.name) for r in pairs],
+                                                   [probs(base.name, r, t.name) for r in pairs],
+                                                   resamples=cfg.bootstrap, seed=cfg.seed)
+            comparisons.append({"arm": a.name, "label": a.label(class_names), "baseline": base.name,
+                                "baseline_label": base.label(class_names), "pairs": len(pairs),
+                                "t_test": {k: _nan_to_none(v) if isinstance(v, float) else v for k, v in test.items()},
+                                "bootstrap": boot})
+        p_t = statistics.holm([c["t_test"]["p_value"] if c["t_test"]["p_value"] is not None else np.nan
+                               for c in comparisons])
+        p_b = statistics.holm([c["bootstrap"]["p_value"] if c["bootstrap"] else np.nan for c in comparisons])
+        for c, pt, pb in zip(comparisons, p_t, p_b):
+            c["t_test"]["p_holm"] = _nan_to_none(pt)
+            if c["bootstrap"]:
+                c["bootstrap"]["p_holm"] = _nan_to_none(pb)
+            c["significant"] = bool(np.isfinite(pt) and pt < cfg.alpha)
+            c["direction"] = ("better" if (c["t_test"]["mean_difference"] or 0) > 0 else "worse") \
+                if c["significant"] else "no significant difference"
+        tests[t.name] = {"distribution": t.distribution, "n": int(len(labels[t.name])), "note": t.note,
+                         "arms": arm_stats, "comparisons": comparisons}
+    expected = len(arms) * cfg.replicates
+    return {"metric": metric, "alpha": cfg.alpha, "replicates": cfg.replicates, "rows": len(rows),
+            "cells_expected": expected, "complete": len(rows) == expected, "class_names": class_names,
+            "classifier": cfg.classifier.name, "weights": sorted({r["weights"] for r in rows}), "tests": tests}
+
+
+def _fitzpatrick_means(reports: list[dict], metric: str) -> dict:
+    types = {}
+    for report in reports:
+        for k, v in report.get("fitzpatrick", {}).items():
+            types.setdefault(k, {"n": v["n"], "values": []})
+            if metric in v and v[metric] is not None and np.isfinite(v[metric]):
+                types[k]["values"].append(v[metric])
+    return {k: {"n": v["n"], "mean": float(np.mean(v["values"])) if v["values"] else None}
+            for k, v in types.items()}
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+def write_csv(path: str, rows: list[dict], cfg: StudyConfig) -> None:
+    """``results.csv``: one row per trained model; test measures as ``<test>:<measure>`` columns."""
+    fixed = ["cell", "arm", "replicate", "label", "mode", "source", "sampling", "real_fraction", "ratio",
+             "class_ratios", "n_real", "n_synthetic", "classifier", "weights", "epochs_run", "best_epoch",
+             f"best_{cfg.training.monitor}", "seconds"]
+    columns = list(fixed)
+    for t in cfg.test_sets:
+        columns += [f"{t.name}:{m}" for m in statistics.SCALAR_MEASURES]
+        columns += [f"{t.name}:f1:{c}" for c in cfg.data.classes]
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            out = [json.dumps(row[k]) if isinstance(row.get(k), dict) else row.get(k) for k in fixed]
+            for t in cfg.test_sets:
+                rep = row["tests"][t.name]
+                out += [rep[m] for m in statistics.SCALAR_MEASURES]
+                out += [rep["per_class"][c]["f1"] for c in cfg.data.classes]
+            writer.writerow(out)
+
+
+def _fmt(value, digits=3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _p(value) -> str:
+    if value is None:
+        return "—"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def verdict(summary: dict) -> list[str]:
+    """Plain sentences: which arms differ significantly from their baseline, where, and by how much."""
+    metric = MEASURE_NAMES[summary["metric"]]
+    significant = [(name, c) for name, t in summary["tests"].items() for c in t["comparisons"] if c["significant"]]
+    tested = [c for t in summary["tests"].values() for c in t["comparisons"] if c["t_test"]["p_value"] is not None]
+    family = (f"paired t-test over replicates, Holm-corrected across the arms of each test set, alpha = "
+              f"{summary['alpha']}")
+    if not tested:
+        return [f"**No comparison could be tested**: at least two replicates of an arm and of its baseline are "
+                f"needed ({summary['rows']} of {summary['cells_expected']} models trained)."]
+    boot_only = [(name, c) for name, t in summary["tests"].items() for c in t["comparisons"]
+                 if not c["significant"] and c["bootstrap"] and (c["bootstrap"].get("p_holm") or 1.0) < summary["alpha"]]
+    note = []
+    if boot_only:
+        note = ["", "The paired bootstrap over the test images alone (which ignores the spread between training "
+                "runs) would call " + "; ".join(f"{c['label']} on `{name}` ({c['bootstrap']['difference']:+.3f})"
+                                               for name, c in boot_only)
+                + " different; across replicates that difference is not distinguishable from run-to-run noise."]
+    if not significant:
+        return [f"**No arm differs significantly from its baseline on any test set** ({family}). On this evidence "
+                f"the synthetic images neither helped nor hurt the classifier's {metric}.", *note]
+    lines = []
+    for name, c in significant:
+        t = c["t_test"]
+        lines.append(f"- **{c['label']}** vs {c['baseline_label']} on `{name}` "
+                     f"({summary['tests'][name]['distribution']}-distribution): {c['direction']}, {metric} "
+                     f"{t['mean_difference']:+.3f} [95% CI {t['ci_low']:+.3f}, {t['ci_high']:+.3f}], Holm p = "
+                     f"{_p(t['p_holm'])}")
+    n_not = sum(len(t["comparisons"]) for t in summary["tests"].values()) - len(significant)
+    lines.append(f"- The other {n_not} comparison(s) show no significant difference ({family}).")
+    return lines + note
+
+
+def markdown(summary: dict, cfg: StudyConfig, figures: dict, extra_lines=()) -> str:
+    """``report.md``."""
+    metric = MEASURE_NAMES[summary["metric"]]
+    t = cfg.training
+    lines = [f"# Augmentation / anonymization study: {cfg.name}", "",
+             "## Did synthetic data help?", "", *verdict(summary), ""]
+    if not summary["complete"]:
+        lines += [f"> Partial study: {summary['rows']} of {summary['cells_expected']} models trained. Continue it "
+                  "with --resume.", ""]
+    lines += ["## Setup", "",
+              f"- Real data: `{cfg.data.data_dir}`, classes {', '.join(cfg.data.classes)}, {cfg.data.image_size} px",
+              f"- Classifier: `{cfg.classifier.name}`; weights: {'; '.join(summary['weights']) or '—'}",
+              f"- Training (every arm alike; critical review Sec. 3.2): SGD lr {t.learning_rate}, momentum "
+              f"{t.momentum}, weight decay {t.weight_decay}, batch {t.batch_size}; LR x{t.plateau_factor} after "
+              f"{t.plateau_patience} epochs without `{t.monitor}` improvement (min {t.min_learning_rate}); early "
+              f"stopping after {t.early_stopping_patience}, best validation epoch kept; at most {t.max_epochs} "
+              f"epochs; budget `{t.budget}`; class balance `{t.class_balance}`",
+              f"- Model selection: validation split only (`{t.selection_split}`); no test set is read before "
+              "the final scoring",
+              f"- Conventional augmentation at train and test time ({'on' if cfg.augmentation.enabled else 'off'}: "
+              f"flips, rotation ±{cfg.augmentation.rotation_degrees:g}°, resized crops ≥ "
+              f"{cfg.augmentation.min_crop_area:.0%} of the area, hue ±{cfg.augmentation.hue:.0%}); test "
+              f"predictions averaged over {t.tta} replica(s)",
+              f"- Replicates: {cfg.replicates} per arm; each redraws the real subset (shared by all arms), the "
+              "synthetic sample stays fixed",
+              f"- Primary measure: {metric}. Tests: paired t-test across replicates (training spread) and paired "
+              f"bootstrap over the same test images ({cfg.bootstrap} resamples; test-set spread), each "
+              f"Holm-corrected across the arms of a test set", ""]
+    lines += ["| test set | distribution | images | note |", "|---|---|---|---|"]
+    for ts in cfg.test_sets:
+        lines.append(f"| `{ts.name}` | {ts.distribution} | {summary['tests'][ts.name]['n']} | {ts.note} |")
+    lines.append("")
+    for name, test in summary["tests"].items():
+        lines += [f"## Test set `{name}` ({test['distribution']}-distribution)", "",
+                  f"| arm | models | {metric} mean ± sd | median [min, max] | accuracy | balanced acc. | vs baseline "
+                  "(95% CI) | t-test p (Holm) | bootstrap diff. (95% CI) | bootstrap p (Holm) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        comparisons = {c["arm"]: c for c in test["comparisons"]}
+        for arm_name, s in test["arms"].items():
+            m = s[summary["metric"]]
+            cells = [f"{s['label']}", str(m["n"]),
+                     f"{_fmt(m['mean'])} ± {_fmt(m['std'])}",
+                     f"{_fmt(m['median'])} [{_fmt(m['min'])}, {_fmt(m['max'])}]",
+                     _fmt(s["accuracy"]["mean"]), _fmt(s["balanced_accuracy"]["mean"])]
+            c = comparisons.get(arm_name)
+            if c is None:
+                cells += ["baseline", "", "", ""]
+            else:
+                tt, b = c["t_test"], c["bootstrap"]
+                diff = "—" if tt["ci_low"] is None else (f"{tt['mean_difference']:+.3f} ({tt['ci_low']:+.3f}, "
+                                                         f"{tt['ci_high']:+.3f})")
+                bd = "—" if not b or b["ci_low"] is None else (f"{b['difference']:+.3f} ({b['ci_low']:+.3f}, "
+                                                               f"{b['ci_high']:+.3f})")
+                star = " *" if c["significant"] else ""
+                cells += [diff, f"{_p(tt['p_value'])} ({_p(tt['p_holm'])}){star}", bd,
+                          f"{_p(b['p_value']) if b else '—'} ({_p(b.get('p_holm')) if b else '—'})"]
+            lines.append("| " + " | ".join(cells) + " |")
+        fitz = {k for s in test["arms"].values() for k in s["fitzpatrick"]}
+        if fitz:
+            order = [k for k in statistics.FITZPATRICK_NAMES if k in fitz]
+            lines += ["", f"{metric} per Fitzpatrick type (mean over replicates; images per type in the header):", "",
+                      "| arm | " + " | ".join(f"{k} (n={next(iter(test['arms'].values()))['fitzpatrick'].get(k, {}).get('n', '?')})" for k in order) + " |",
+                      "|---|" + "---|" * len(order)]
+            for s in test["arms"].values():
+                lines.append(f"| {s['label']} | " + " | ".join(_fmt(s["fitzpatrick"].get(k, {}).get("mean"))
+                                                              for k in order) + " |")
+        lines.append("")
+    if figures:
+        lines += ["## Figures", ""]
+        for caption, path in figures.items():
+            lines += [f"![{caption}]({path})", "", f"*{caption}*", ""]
+    lines += ["## Files", "",
+              "- `results.jsonl` / `results.csv`: one row per trained model (every test set's measures, per-class "
+              "P/R/F1 and the Fitzpatrick breakdown in the JSONL)",
+              "- `summary.json`: the numbers of this report; `cells/<arm>/rNN.npz`: each model's test "
+              "probabilities; `selections/`: the fixed synthetic samples; `study.json`: the config", *extra_lines]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(cfg: StudyConfig, rows: list[dict], out_dir: str, plots: bool = True, extra_lines=()) -> dict:
+    """Writes ``results.csv``, ``summary.json``, the two figures (when ``plots``) and ``report.md``."""
+    from keras_medgan.evaluation import plots as plots_lib
+
+    summary = summarize(cfg, rows, out_dir)
+    write_csv(os.path.join(out_dir, "results.csv"), rows, cfg)
+    schema.write_json_atomic(os.path.join(out_dir, "summary.json"), summary)
+    figures = {}
+    if plots:
+        figures[f"{MEASURE_NAMES[cfg.metric]} per test set: one point per trained model, red dots = means "
+                "(critical review Fig. 2 layout)"] = os.path.basename(
+            plots_lib.box_plots(summary, os.path.join(out_dir, "boxplots.png")))
+        figures["Per-class F1 (mean over replicates) with 95% bootstrap intervals over the test images, baseline "
+                "against the other arms (DermGAN Fig. 8 layout)"] = os.path.basename(
+            plots_lib.f1_bars(summary, os.path.join(out_dir, "f1_per_class.png")))
+    with atomic_open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as f:
+        f.write(markdown(summary, cfg, figures, extra_lines))
+    return summary
