@@ -62,7 +62,7 @@ CDCGAN_CLASSES = 4  # paper 001 generates HAM10000 classes; four is enough to ti
 UCGAN_CLASSES, UCGAN_CHANNELS = 3, 1  # paper 004: chest X-rays (grey), normal / pneumonia / COVID-19
 LATENT_DIM = 100
 # --quick: every benchmark once, small; about 3 minutes on the 2-core CPU this project is developed on.
-QUICK = {"steps": 3, "warmup": 1, "pipeline_images": 256, "pipeline_repeats": 2, "feature_images": 32,
+QUICK = {"steps": 3, "warmup": 1, "pipeline_images": 128, "pipeline_repeats": 2, "feature_images": 32,
          "peak_size": 2048}
 
 
