@@ -12,6 +12,9 @@ Each run writes samples per class, TensorBoard logs, evaluation.json (FID/KID/IS
 memorization audit), detection.json (paper 001 Table III: a real-data classifier scores 100 generated
 images per class) and report.md.
 \b
+The detection report again, or with your own detector (a saved classifier over the dataset's classes):
+    python -m keras_medgan.recipes.cdcgan detect --run runs/cdcgan/00001-demo --classifier my_cnn.keras
+\b
 Generate a labelled synthetic dataset (equal numbers per class):
     python -m keras_medgan.recipes.cdcgan generate --run runs/cdcgan/00001-demo --out synth --num-images 400
 """
@@ -86,6 +89,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "generate":
         return common.guarded(noise_gan.generate, argv[1:], PROG, get_config)
+    if argv and argv[0] == "detect":
+        return common.guarded(noise_gan.detect, argv[1:], PROG, get_config)
     return common.guarded(noise_gan.train, argv, PROG, __doc__, get_config, PRESETS, RECIPE)
 
 

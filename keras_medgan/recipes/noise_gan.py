@@ -403,16 +403,24 @@ def detection_report(model, cfg: NoiseGANConfig, info: schema.DatasetInfo, out_d
     extractor = classifier_extractor(path)
     k = len(cfg.data.classes)
     labels = np.repeat(np.arange(k), n)
-    images = sample(model, labels, EVAL_SEED + 1)
-    fs = metric_sources.extract_batches(extractor, metric_sources.array_batches(images, None, None,
-                                                                                cfg.data.image_size),
-                                        "generator (detection)", cfg.data.image_size, total=len(images))
+    probs = _detector_probs(extractor, sample(model, labels, EVAL_SEED + 1), cfg.data.image_size)
     detector_classes = list(info.class_names)
-    if fs.probs.shape[1] != len(detector_classes):
-        return {"skipped": f"the detector {path} has {fs.probs.shape[1]} outputs but the dataset has "
+    if probs.shape[1] != len(detector_classes):
+        return {"skipped": f"the detector {path} has {probs.shape[1]} outputs but the dataset has "
                            f"{len(detector_classes)} classes"}
-    rows = classification.detection_rates(labels, fs.probs, list(cfg.data.classes), detector_classes,
+    rows = classification.detection_rates(labels, probs, list(cfg.data.classes), detector_classes,
                                           bootstrap=cfg.detection.bootstrap, seed=cfg.train.seed)
+    # The same detector on the real validation images of each class: the rate a perfect generator would get.
+    read = dataclasses.replace(cfg.data, batch_size=64, shuffle_buffer=0, repeat=False, drop_remainder=False,
+                               cache=False)
+    real = [(b["image"].numpy(), b["label"].numpy()) for b in pipelines.make_dataset(read, "val")]
+    real_labels = np.concatenate([lab for _, lab in real])
+    real_rows = classification.detection_rates(
+        real_labels, _detector_probs(extractor, np.concatenate([im for im, _ in real]), cfg.data.image_size),
+        list(cfg.data.classes), detector_classes)
+    for name, row in rows.items():
+        row["real_val_detection_rate"] = real_rows[name]["detection_rate"] if name in real_rows else None
+        row["real_val_n"] = real_rows[name]["n"] if name in real_rows else 0
     accuracy = None
     if os.path.isfile(path + ".json"):
         with open(path + ".json", encoding="utf-8") as f:
@@ -421,6 +429,12 @@ def detection_report(model, cfg: NoiseGANConfig, info: schema.DatasetInfo, out_d
               "chance": 1.0 / len(detector_classes), "classes": rows}
     schema.write_json_atomic(os.path.join(out_dir, "detection.json"), result)
     return result
+
+
+def _detector_probs(extractor, images: np.ndarray, resolution: int) -> np.ndarray:
+    """The detector's class probabilities for images in [-1, 1] (quantised and resized as for the metrics)."""
+    batches = metric_sources.array_batches(images, None, None, resolution)
+    return metric_sources.extract_batches(extractor, batches, "detection", resolution, total=len(images)).probs
 
 
 def detection_markdown(result: dict) -> str:
@@ -433,14 +447,17 @@ def detection_markdown(result: dict) -> str:
              f"{result['images_per_class']} generated images per class. Chance is {result['chance']:.1%}. "
              "Detection = share assigned to the intended class (95% bootstrap interval); mean confidence = mean "
              "probability of the intended class; the last column is Table III's \"average accuracy\" read as the "
-             "mean top probability of the detected images.", "",
+             "mean top probability of the detected images. The last column is the detector's rate on the real "
+             "validation images of the class: what a perfect generator would score.", "",
              "| class | generated | successful detection | 95% interval | mean confidence | confidence of detected |"
-             " most confused with |", "|---|---|---|---|---|---|---|"]
+             " most confused with | real val images detected |", "|---|---|---|---|---|---|---|---|"]
     for name, r in result["classes"].items():
         ci = f"[{r['ci_low']:.1%}, {r['ci_high']:.1%}]" if r["ci_low"] is not None else ""
         det = "—" if r["mean_confidence_detected"] is None else f"{r['mean_confidence_detected']:.1%}"
+        real = ("—" if r.get("real_val_detection_rate") is None
+                else f"{r['real_val_detection_rate']:.1%} (n={r['real_val_n']})")
         lines.append(f"| {name} | {r['n']} | {r['detection_rate']:.1%} | {ci} | {r['mean_confidence']:.1%} | {det} | "
-                     f"{r['most_confused_with'] or '—'} |")
+                     f"{r['most_confused_with'] or '—'} | {real} |")
     return "\n".join(lines) + "\n"
 
 
@@ -673,6 +690,42 @@ def generate(argv, prog: str, get_config: Callable) -> int:
     save_png_atomic(image_grid([c[:depth] for c in columns]), os.path.join(args.out, "grid.png"))
     counts = {trained[c]: int((labels == c).sum()) for c in local}
     print(f"wrote {len(images)} images ({counts}) to {args.out}/images, dataset {args.out}/dataset, grid grid.png")
+    return 0
+
+
+def detect(argv, prog: str, get_config: Callable) -> int:
+    parser = argparse.ArgumentParser(
+        prog=f"{prog} detect",
+        description="Paper 001's detection report (Table III) for a trained conditional run, again or with another "
+                    "detector: a classifier trained on the real data scores --images-per-class generated images "
+                    "per class; writes detection.json in the run folder (or --out) and prints the table.\n\n"
+                    f"Example:\n  {prog} detect --run runs/<recipe>/00001-demo --classifier my_cnn.keras",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="Run directory of a trained conditional model.")
+    parser.add_argument("--classifier", default=None,
+                        help="Detector: 'auto' (the classifier:auto domain CNN of the run's data) or a saved Keras "
+                             "classifier whose outputs are the dataset's classes. Default: the run's setting.")
+    parser.add_argument("--images-per-class", type=int, default=None,
+                        help="Generated images per class. Default: the run's setting (100 in the presets).")
+    parser.add_argument("--out", default=None, help="Folder for detection.json. Default: the run folder.")
+    args = parser.parse_args(argv)
+    if args.images_per_class is not None and args.images_per_class < 1:
+        parser.error("--images-per-class must be >= 1")
+    if not os.path.isdir(args.run):
+        parser.error(f"--run {args.run!r} is not a folder")
+    if args.classifier not in (None, "auto") and not os.path.isfile(args.classifier):
+        parser.error(f"--classifier {args.classifier!r} is not a file; pass a saved .keras classifier or 'auto'")
+    model, cfg, info = load_model(args.run, get_config)
+    if isinstance(model, ScoreGuidedGAN):
+        raise common.RecipeError(f"{args.run} is a UCGAN run: it has no intended class per image to detect. Its "
+                                 "classifier C is judged in classifier_auc.json instead.")
+    updates = {k: v for k, v in (("classifier", args.classifier), ("images_per_class", args.images_per_class))
+               if v is not None}
+    cfg = config_lib.replace(cfg, {"detection": updates}) if updates else cfg
+    out = args.out or args.run
+    os.makedirs(out, exist_ok=True)
+    print(detection_markdown(detection_report(model, cfg, info, out)))
+    print(f"wrote {os.path.join(out, 'detection.json')}")
     return 0
 
 

@@ -13,6 +13,9 @@ Sweeps of paper 004 (each trains one UCGAN per setting and tabulates C's test AU
     python -m keras_medgan.recipes.xraygan sweep threshold               # Table 4: t in 0.6, 0.7, 0.8, 0.9
     python -m keras_medgan.recipes.xraygan sweep losses                  # Table 5: simple, +IS, +IS+MMD, +Gram
 \b
+The CGAN's detection report again, or with your own detector:
+    python -m keras_medgan.recipes.xraygan detect --run runs/xraygan/00001-demo-cgan --classifier my_cnn.keras
+\b
 Generate a labelled synthetic dataset:
     python -m keras_medgan.recipes.xraygan generate --run runs/xraygan/00001-demo-cgan --out synth
 """
@@ -137,6 +140,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "generate":
         return common.guarded(noise_gan.generate, argv[1:], PROG, _saved_config)
+    if argv and argv[0] == "detect":
+        return common.guarded(noise_gan.detect, argv[1:], PROG, _saved_config)
     if argv and argv[0] == "sweep":
         from keras_medgan.recipes import xraygan_sweeps
 

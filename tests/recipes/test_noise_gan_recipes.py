@@ -81,7 +81,8 @@ def test_cdcgan_detection_report_scores_each_class_with_the_real_data_classifier
     assert det["detector"].endswith("classifier.keras") and 0.0 <= det["detector_val_accuracy"] <= 1.0
     for row in det["classes"].values():
         assert row["n"] == 4 and row["detection_rate"] in (0.0, 0.25, 0.5, 0.75, 1.0)
-        assert 0.0 <= row["mean_confidence"] <= 1.0
+        assert 0.0 <= row["mean_confidence"] <= 1.0 and 0.0 <= row["real_val_detection_rate"] <= 1.0
+        assert row["real_val_n"] > 0
 
 
 def test_cdcgan_evaluation_compares_with_the_trained_classes_only(cdcgan_run):
@@ -257,3 +258,20 @@ def test_recipe_card_tomls_are_valid_paper_configs(capsys, monkeypatch, module, 
     got = {"gan": cfg["gan"], "classes": cfg["data"]["classes"], "gp_weight": cfg["loss"]["gp_weight"],
            "classifier": cfg["model"]["classifier"]}
     assert {k: got[k] for k in expect} == expect
+
+
+def test_detect_recomputes_the_report_with_another_detector(cdcgan_run, tmp_path, capsys):
+    ruler = json.load(open(os.path.join(cdcgan_run, "detection.json")))["detector"]
+    out = str(tmp_path / "det")
+    assert cdcgan.main(["detect", "--run", cdcgan_run, "--classifier", ruler, "--images-per-class", "3",
+                        "--out", out]) == 0
+    det = json.load(open(os.path.join(out, "detection.json")))
+    assert det["images_per_class"] == 3 and all(r["n"] == 3 for r in det["classes"].values())
+    assert "| melanoma | 3 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cdcgan.main(["detect", "--run", cdcgan_run, "--classifier", str(tmp_path / "missing.keras")])
+
+
+def test_detect_refuses_a_ucgan_run(ucgan_run, capsys):
+    assert xraygan.main(["detect", "--run", ucgan_run]) == 1
+    assert "no intended class per image" in capsys.readouterr().err
