@@ -194,8 +194,8 @@ def predict_probabilities(model: keras.Model, images, augmentation: keras.Sequen
     plain = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).map(scale)
     if tta <= 1 or augmentation is None or not augmentation.layers:
         return np.asarray(model.predict(plain, verbose=0), np.float64)
+    # One pass over the images repeated ``tta`` times (one traced predict, not ``tta``), then the mean per image.
     augment = _augmenter(augmentation)
-    total = np.zeros((len(images), int(model.output_shape[-1])), np.float64)
-    for _ in range(tta):
-        total += model.predict(plain.map(augment), verbose=0)
-    return total / tta
+    stream = tf.data.Dataset.from_tensor_slices(images).repeat(tta).batch(batch_size).map(lambda x: augment(scale(x)))
+    probs = np.asarray(model.predict(stream, verbose=0), np.float64)
+    return probs.reshape(tta, len(images), -1).mean(axis=0)

@@ -1,0 +1,145 @@
+"""Classifier builders, conventional augmentation (config and save/load round trips) and the training setup."""
+
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from keras_medgan.evaluation import training
+from keras_medgan.evaluation.augmentation import AugmentationConfig, conventional_augmentation
+from keras_medgan.evaluation.classifiers import ClassifierConfig, build_classifier
+
+
+def _separable(n, size=16, seed=0):
+    """Two classes a CNN separates at once: dark vs bright images (uint8)."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    base = np.where(labels[:, None, None, None] == 1, 190, 60)
+    images = np.clip(base + rng.integers(-30, 30, (n, size, size, 3)), 0, 255).astype(np.uint8)
+    return images, labels
+
+
+def test_small_cnn_builder_round_trips_config_and_keras_file(tmp_path):
+    model, origin = build_classifier(ClassifierConfig(filters=(4, 8)), 16, 3, 3)
+    assert origin.startswith("random init") and model.output_shape == (None, 3)
+    clone = keras.Model.from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+    path = str(tmp_path / "small.keras")
+    model.save(path)
+    np.testing.assert_allclose(keras.models.load_model(path)(x), model(x), atol=1e-6)
+
+
+def test_imagenet_builder_reports_its_weights_and_takes_grey_images():
+    model, origin = build_classifier(ClassifierConfig(name="mobilenet", weights="none", dropout=0.2), 32, 1, 2)
+    assert origin == "random init" and model.output_shape == (None, 2) and model.input_shape == (None, 32, 32, 1)
+
+
+def test_classifier_config_errors_name_the_field():
+    with pytest.raises(ValueError, match=r"classifier.name must be one of .*'small_cnn'.*Received: 'inception_v4'"):
+        ClassifierConfig(name="inception_v4")
+    with pytest.raises(ValueError, match="classifier.weights"):
+        ClassifierConfig(weights="yes")
+
+
+def test_augmentation_is_identity_at_inference_random_in_training_and_round_trips(tmp_path):
+    augment = conventional_augmentation(AugmentationConfig(), channels=3, seed=1)
+    assert [layer.name for layer in augment.layers] == ["flip", "rotation", "resized_crop", "hue"]
+    assert augment.layers[2].height_factor == pytest.approx((-(1 - np.sqrt(0.75)), 0.0))
+    assert augment.layers[3].factor == pytest.approx((0.0, 0.2))  # Keras shifts by factor/2: +-10% of the circle
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(augment(x, training=False), x)
+    y = keras.ops.convert_to_numpy(augment(x, training=True))
+    assert y.shape == x.shape and not np.allclose(y, x) and y.min() >= -1.001 and y.max() <= 1.001
+    clone = keras.Sequential.from_config(augment.get_config())
+    assert clone.get_config() == augment.get_config()
+    inputs = keras.Input((16, 16, 3))
+    wrapper = keras.Model(inputs, augment(inputs))
+    path = str(tmp_path / "augment.keras")
+    wrapper.save(path)
+    loaded = keras.models.load_model(path)
+    inner = loaded.get_layer("conventional_augmentation")
+    assert [layer.name for layer in inner.layers] == ["flip", "rotation", "resized_crop", "hue"]
+    assert inner.get_layer("hue").factor == pytest.approx((0.0, 0.2))
+    assert inner.get_layer("rotation").factor == pytest.approx((-0.125, 0.125))  # +-45 degrees
+    np.testing.assert_allclose(loaded(x, training=False), x)
+    grey = conventional_augmentation(AugmentationConfig(), channels=1)
+    assert "hue" not in [layer.name for layer in grey.layers]
+    assert not conventional_augmentation(AugmentationConfig(enabled=False)).layers
+
+
+def test_augmentation_config_errors():
+    with pytest.raises(ValueError, match="min_crop_area must be in"):
+        AugmentationConfig(min_crop_area=0.0)
+    with pytest.raises(ValueError, match="hue must be in"):
+        AugmentationConfig(hue=0.8)
+
+
+def test_training_config_defaults_are_the_reviews_and_errors_name_the_field():
+    cfg = training.TrainingConfig()
+    assert (cfg.learning_rate, cfg.momentum, cfg.weight_decay, cfg.batch_size, cfg.max_epochs) == (1e-3, 0.9, 1e-3,
+                                                                                                   32, 100)
+    assert (cfg.plateau_patience, cfg.plateau_factor, cfg.min_learning_rate, cfg.early_stopping_patience,
+            cfg.tta) == (10, 0.1, 1e-5, 22, 50)
+    with pytest.raises(ValueError, match="training.class_balance must be one of"):
+        training.TrainingConfig(class_balance="smote")
+    with pytest.raises(ValueError, match="training.tta must be an integer >= 1"):
+        training.TrainingConfig(tta=0)
+
+
+def test_class_weights_golden():
+    assert training.class_weights([0, 0, 0, 1], 3) == {0: pytest.approx(4 / 6), 1: pytest.approx(2.0)}
+
+
+def test_oversampling_balances_the_stream():
+    images = np.zeros((40, 4, 4, 3), np.uint8)
+    labels = np.array([0] * 36 + [1] * 4)
+    ds = training._train_stream(images, labels, training.TrainingConfig(class_balance="oversample", batch_size=50),
+                                2, None, seed=0)
+    seen = np.concatenate([y.numpy() for _, y in ds.take(8)])
+    assert abs(seen.mean() - 0.5) < 0.06
+    plain = training._train_stream(images, labels, training.TrainingConfig(batch_size=40), 2, None, seed=0)
+    assert next(iter(plain))[1].numpy().mean() == pytest.approx(0.1)
+
+
+def test_train_classifier_selects_on_validation_and_uses_the_step_budget():
+    keras.utils.set_random_seed(0)
+    x, y = _separable(64)
+    vx, vy = _separable(32, seed=1)
+    model, _ = build_classifier(ClassifierConfig(filters=(4, 8), dropout=0.0), 16, 3, 2)
+    cfg = training.TrainingConfig(learning_rate=0.05, batch_size=16, max_epochs=3, plateau_patience=1,
+                                  early_stopping_patience=2, tta=1)
+    result = training.train_classifier(model, x, y, vx, vy, cfg, reference_size=32, seed=0)
+    assert result.steps_per_epoch == 2  # budget "steps": ceil(32 / 16) whatever the training-set size
+    losses = result.history["val_loss"]
+    assert result.best_epoch == int(np.argmin(losses)) + 1 and result.best_value == pytest.approx(min(losses))
+    probs = training.predict_probabilities(model, vx)
+    assert probs.shape == (32, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert (probs.argmax(1) == vy).mean() > 0.8
+    # the restored weights are the best validation epoch's: its loss is reproduced
+    assert model.evaluate(x=(vx.astype(np.float32) / 127.5 - 1), y=vy, verbose=0)[0] == pytest.approx(
+        result.best_value, rel=1e-4)
+    epochs = training.train_classifier(model, x, y, vx, vy, dataclasses.replace(cfg, budget="epochs", max_epochs=1),
+                                       reference_size=32)
+    assert epochs.steps_per_epoch == 4
+
+
+def test_test_time_augmentation_averages_replicas():
+    model, _ = build_classifier(ClassifierConfig(filters=(4, 8)), 16, 3, 2)
+    x, _ = _separable(8)
+    augment = conventional_augmentation(AugmentationConfig(), seed=0)
+    plain = training.predict_probabilities(model, x, augment, tta=1)
+    np.testing.assert_allclose(plain, model.predict(x.astype(np.float32) / 127.5 - 1, verbose=0), atol=1e-6)
+    tta = training.predict_probabilities(model, x, augment, tta=3)
+    assert tta.shape == (8, 2) and np.allclose(tta.sum(1), 1, atol=1e-5) and not np.allclose(tta, plain)
+
+
+def test_train_classifier_refuses_empty_validation():
+    model, _ = build_classifier(ClassifierConfig(filters=(4,)), 8, 3, 2)
+    x, y = _separable(4, size=8)
+    with pytest.raises(ValueError, match="model selection reads the validation split"):
+        training.train_classifier(model, x, y, x[:0], y[:0], training.TrainingConfig())
+
+
