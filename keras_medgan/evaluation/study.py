@@ -124,7 +124,7 @@ class SourceConfig:
             recipe trains a GAN and fills it in (``recipes.augment_study``'s demo).
         split: str. Split holding the images (``generate`` writes ``train``).
         gan_args: tuple of str. For an empty ``data_dir``: ``--set`` overrides of the quick GAN the recipe trains.
-        num_images: int. For an empty ``data_dir``: images the recipe generates.
+        num_images: int. For an empty ``data_dir``: images the recipe generates; 0 = as many as the arms need.
     """
 
     name: str = ""

@@ -1,0 +1,100 @@
+"""End to end: `python -m keras_medgan.recipes.augment_study --preset smoke`, killed midway and resumed."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from keras_medgan.recipes import augment_study
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_MEDGAN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("KERAS_MEDGAN_RUNS", str(tmp_path / "runs"))
+    return tmp_path
+
+
+def _rows(path):
+    if not os.path.exists(path):
+        return []
+    return [line for line in open(path).read().split("\n") if line.endswith("}")]
+
+
+def test_smoke_study_killed_midway_resumes_and_writes_the_report(env):
+    run_dir = str(env / "runs" / "augment_study" / "00001-smoke")
+    results = os.path.join(run_dir, "results.jsonl")
+    child_env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-m", "keras_medgan.recipes.augment_study", "--preset", "smoke",
+                             "--run-dir", run_dir], cwd=str(env), env=child_env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 400
+    while proc.poll() is None and not _rows(results) and time.time() < deadline:
+        time.sleep(0.5)
+    killed = proc.poll() is None
+    if killed:
+        os.kill(proc.pid, signal.SIGKILL)  # mid-study: at least one model done, the rest not
+    proc.wait()
+    assert _rows(results), "the study wrote no row before the kill"
+
+    assert augment_study.main(["--resume", "--run-dir", run_dir]) == 0
+    rows = [json.loads(line) for line in _rows(results)]
+    cells = [r["cell"] for r in rows]
+    expected = {f"{arm}/r{r:02d}" for arm in ("augmentation-1-0", "augmentation-1-1over2-cdcgan-random")
+                for r in (0, 1)}
+    assert len(cells) == len(set(cells)) == 4 and set(cells) == expected
+    for name in ("recipe_config.json", "study.json", "results.csv", "summary.json", "report.md", "boxplots.png",
+                 "f1_per_class.png", "gan/cdcgan/generator.keras", "synth/cdcgan/dataset/dataset.json"):
+        assert os.path.isfile(os.path.join(run_dir, name)), name
+    report = open(os.path.join(run_dir, "report.md")).read()
+    assert report.startswith("# Augmentation / anonymization study: smoke")
+    assert "## Did synthetic data help?" in report and "## Test set `dark-skin` (out-distribution)" in report
+    assert "Model selection: validation split only" in report and "| 1:1/2 cdcgan |" in report
+    study = json.load(open(os.path.join(run_dir, "study.json")))
+    assert study["sources"][0]["data_dir"].endswith(os.path.join("synth", "cdcgan", "dataset"))
+    assert study["test_sets"][1]["data_dir"].endswith("demo-derm-32px-200img-seed1")
+
+    # resuming a finished study trains nothing and keeps its rows
+    assert augment_study.main(["--resume", "--run-dir", run_dir]) == 0
+    assert len(_rows(results)) == 4
+
+
+def test_command_line_refuses_test_set_selection_and_incomplete_presets(env, capsys):
+    with pytest.raises(SystemExit) as info:
+        augment_study.main(["--preset", "smoke", "--set", "training.selection_split=test"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "refused: training.selection_split='test' selects on a test set" in err
+    assert "set training.selection_split=val" in err
+    with pytest.raises(SystemExit) as info:
+        augment_study.main(["--preset", "paper"])
+    assert info.value.code == 2 and "has no arms or no test sets" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        augment_study.main(["--resume", "--set", "replicates=2", "--run-dir", str(env)])
+    assert "no study found" in capsys.readouterr().err
+
+
+def test_dry_run_prints_the_resolved_demo_config(env, capsys):
+    assert augment_study.main(["--dry-run", "--set", "replicates=4"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["replicates"] == 4 and cfg["preset"] == "demo" and cfg["data"]["image_size"] == 32
+    assert [t["distribution"] for t in cfg["test_sets"]] == ["in", "out"]
+    assert cfg["test_sets"][1]["fitzpatrick"] == [5, 6]
+
+
+def test_paper_toml_is_the_reviews_table_2():
+    path = os.path.join(REPO, "recipes", "augment_study", "paper.toml")
+    cfg = augment_study.config_lib.replace(augment_study.get_config("paper"), augment_study.config_lib.load_toml(path))
+    labels = [a.label(list(cfg.data.classes)) for a in cfg.all_arms()]
+    for label in ("1:0", "1:1/4 sgn", "1:1/2 sgn", "1:1 sgn", "(1:1/2:3/4) sgn", "(1:1/2:1) sgn", "1:1/6 p2p",
+                  "1:1/6 spd", "1:1/2 pgn", "1:1/2 sgn div", "1:1/2 sgn bst", "1:1/2 sgn wst", "1/16:0",
+                  "1/16:1/16 sgn", "1/16:15/16 sgn", "1/8:7/8 sgn", "1/4:3/4 sgn", "1/2:1/2 sgn"):
+        assert label in labels, label
+    assert [t.distribution for t in cfg.test_sets] == ["in", "in", "out", "out", "out"]
+    assert cfg.replicates == 10 and cfg.training.tta == 50 and cfg.classifier.name == "inception_v3"
