@@ -31,10 +31,15 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str) -> str:
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
-    return path
+def _save(plt, fig, path: str) -> str:
+    """Lays out, writes ``path`` atomically and closes the figure."""
+    try:
+        fig.tight_layout()
+        with atomic_open(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
+        return path
+    finally:
+        plt.close(fig)
 
 
 def box_plots(summary: dict, path: str) -> str:
@@ -72,11 +77,7 @@ def box_plots(summary: dict, path: str) -> str:
         for tick, colour in zip(ax.get_yticklabels(), colours):
             tick.set_color(colour)
         ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(plt, fig, path)
 
 
 def f1_bars(summary: dict, path: str) -> str:
@@ -107,8 +108,4 @@ def f1_bars(summary: dict, path: str) -> str:
         ax.set_title(f"{name} ({tests[name]['distribution']}-distribution)")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(plt, fig, path)
