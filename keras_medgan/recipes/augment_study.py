@@ -24,10 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
 from keras_medgan import config as config_lib
+from keras_medgan.callbacks import latest_checkpoint
 from keras_medgan.config import DataConfig
 from keras_medgan.data import demo, schema
 from keras_medgan.evaluation import sampling
@@ -144,10 +146,12 @@ def make_sources(cfg: StudyConfig, run_dir: str) -> StudyConfig:
         if os.path.isfile(os.path.join(gan_dir, "generator.keras")) and os.path.isfile(os.path.join(gan_dir,
                                                                                                    "report.md")):
             print(f"== source {s.name}: GAN already trained ({gan_dir})")
-        elif os.path.isfile(os.path.join(gan_dir, "config.json")):
+        elif latest_checkpoint(os.path.join(gan_dir, "checkpoints")):
             print(f"== source {s.name}: resuming the GAN in {gan_dir}")
             _check(cdcgan.main(["--run-dir", gan_dir, "--resume"]), f"the GAN of source {s.name!r}")
         else:
+            if os.path.isdir(gan_dir):  # killed before its first checkpoint: nothing to resume
+                shutil.rmtree(gan_dir)
             print(f"== source {s.name}: training a quick conditional DCGAN in {gan_dir}")
             preset = "smoke" if cfg.preset == "smoke" else "demo"
             _check(cdcgan.main(["--preset", preset, "--data", cfg.data.data_dir, "--run-dir", gan_dir, *sets]),
