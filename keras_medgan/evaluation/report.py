@@ -157,7 +157,8 @@ def verdict(summary: dict) -> list[str]:
         return [f"**No comparison could be tested**: at least two replicates of an arm and of its baseline are "
                 f"needed ({summary['rows']} of {summary['cells_expected']} models trained)."]
     boot_only = [(name, c) for name, t in summary["tests"].items() for c in t["comparisons"]
-                 if not c["significant"] and c["bootstrap"] and (c["bootstrap"].get("p_holm") or 1.0) < summary["alpha"]]
+                 if not c["significant"] and c["bootstrap"] and c["bootstrap"].get("p_holm") is not None
+                 and c["bootstrap"]["p_holm"] < summary["alpha"]]
     note = []
     if boot_only:
         note = ["", "The paired bootstrap over the test images alone (which ignores the spread between training "

@@ -60,7 +60,7 @@ def get_config(preset: str = "demo") -> StudyConfig:
     demo  : python -m keras_medgan.recipes.augment_study
             demo-derm (2,000 images, 32 px), the cdcgan demo's four classes; quick cDCGAN (1,500 steps) -> as
             many images as the 1:1 arm needs; arms 1:0, 1:1/2, 1:1 (random sampling); 3 replicates; small CNN (16-32-64 filters); at most
-            12 epochs, plateau patience 3, early stopping 5, TTA 8 (the review's 100 / 10 / 22 / 50, shortened to
+            20 epochs, plateau patience 3, early stopping 5, TTA 8 (the review's 100 / 10 / 22 / 50, shortened to
             fit 15 minutes); test sets: demo-derm test split (in) and Fitzpatrick V-VI of a demo-derm draw with
             seed 1 (out).
     smoke : the same at 200 images, a 4-step GAN, 2 replicates, one epoch; for tests.
@@ -79,7 +79,7 @@ def get_config(preset: str = "demo") -> StudyConfig:
         return StudyConfig(
             preset="demo", name="demo", data=DataConfig(image_size=32, classes=cdcgan.DEMO_CLASSES),
             classifier=ClassifierConfig(filters=(16, 32, 64)),
-            training=TrainingConfig(max_epochs=12, plateau_patience=3, early_stopping_patience=5, tta=8),
+            training=TrainingConfig(max_epochs=20, plateau_patience=3, early_stopping_patience=5, tta=8),
             replicates=3, bootstrap=1000, test_sets=demo_tests,
             sources=(SourceConfig(name="cdcgan", gan_args=DEMO_GAN_ARGS),), groups=groups)
     if preset == "smoke":

@@ -42,6 +42,7 @@ def test_smoke_study_killed_midway_resumes_and_writes_the_report(env):
         os.kill(proc.pid, signal.SIGKILL)  # mid-study: at least one model done, the rest not
     proc.wait()
     assert _rows(results), "the study wrote no row before the kill"
+    assert killed and len(_rows(results)) < 4  # the kill landed mid-study, with cells left to train
 
     assert augment_study.main(["--resume", "--run-dir", run_dir]) == 0
     rows = [json.loads(line) for line in _rows(results)]
