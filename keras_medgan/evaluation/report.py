@@ -161,10 +161,11 @@ def verdict(summary: dict) -> list[str]:
                  and c["bootstrap"]["p_holm"] < summary["alpha"]]
     note = []
     if boot_only:
-        note = ["", "The paired bootstrap over the test images alone (which ignores the spread between training "
-                "runs) would call " + "; ".join(f"{c['label']} on `{name}` ({c['bootstrap']['difference']:+.3f})"
-                                               for name, c in boot_only)
-                + " different; across replicates that difference is not distinguishable from run-to-run noise."]
+        note = ["", "The paired bootstrap over the test images alone, which ignores the spread between training "
+                "runs, finds a difference for " + "; ".join(f"{c['label']} on `{name}` "
+                                                             f"({c['bootstrap']['difference']:+.3f})"
+                                                             for name, c in boot_only)
+                + ". Across replicates these differences are not distinguishable from run-to-run noise."]
     if not significant:
         return [f"**No arm differs significantly from its baseline on any test set** ({family}). On this evidence "
                 f"the synthetic images neither helped nor hurt the classifier's {metric}.", *note]
