@@ -143,8 +143,9 @@ class GuidanceConfig:
         alpha, beta, gamma, eta, delta, lambda_, tau, xi: the loss weights of Eq. 10-11 (IS, MMD, style+content,
             Gram style, G adversarial, D, C, pseudo-labelled fakes).
         threshold: float. Pseudo-label threshold t (Sec. 5.2.1).
-        schedule: str. G:D updates: ``footnote3`` (3:1, then 1:3, then 1:1 in thirds of train.steps; footnote 3)
-            or phases ``start:g:d,start:g:d,...`` e.g. ``0:1:1``.
+        schedule: str. G:D updates: ``footnote3`` (3:1, then 1:3, then 1:1 in thirds of train.steps; footnote 3;
+            resuming with a new train.steps moves those boundaries) or phases ``start:g:d,start:g:d,...`` e.g.
+            ``0:1:1``.
         mmd_sigma: float or None. Gaussian kernel bandwidth of the MMD (None = median heuristic).
     """
 
