@@ -120,17 +120,36 @@ def _augmenter(augmentation):
     return lambda x: augmentation(x, training=True)
 
 
+def host_images(indices: tf.data.Dataset, images: np.ndarray, labels=None) -> tf.data.Dataset:
+    """Batches of indices -> batches of ``images[idx]`` (and ``labels[idx]``) gathered from host memory.
+
+    The arrays stay numpy arrays read by ``tf.numpy_function``: ``from_tensor_slices(images)`` would embed them
+    in the dataset graph, which fails beyond 2 GB (the review's 14,805 training images at 299 px are 4 GB).
+    """
+    images = np.asarray(images)
+    dtype, shape = tf.as_dtype(images.dtype), images.shape[1:]
+    label_table = None if labels is None else tf.constant(np.asarray(labels, np.int64))
+
+    def gather(idx):
+        x = tf.numpy_function(lambda i: images[i], [idx], dtype, stateful=False)
+        x.set_shape((None, *shape))
+        return x if label_table is None else (x, tf.gather(label_table, idx))
+
+    return indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def _train_stream(images, labels, cfg: TrainingConfig, num_classes: int, augmentation, seed: int) -> tf.data.Dataset:
     """Shuffled, repeated, batched, scaled and augmented training batches (oversampled when asked)."""
     if cfg.class_balance == "oversample":
-        parts = [tf.data.Dataset.from_tensor_slices((images[labels == c], labels[labels == c]))
+        parts = [tf.data.Dataset.from_tensor_slices(np.flatnonzero(labels == c))
                  .shuffle(int((labels == c).sum()), seed=seed + c).repeat()
                  for c in range(num_classes) if (labels == c).any()]
-        ds = tf.data.Dataset.sample_from_datasets(parts, seed=seed)
+        order = tf.data.Dataset.sample_from_datasets(parts, seed=seed)
     else:
-        ds = tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(len(labels), seed=seed).repeat()
+        order = tf.data.Dataset.from_tensor_slices(np.arange(len(labels))).shuffle(len(labels), seed=seed).repeat()
     augment = _augmenter(augmentation)
-    ds = ds.batch(cfg.batch_size).map(lambda x, y: (augment(scale(x)), y), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = host_images(order.batch(cfg.batch_size), images, labels)
+    ds = ds.map(lambda x, y: (augment(scale(x)), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -164,8 +183,8 @@ def train_classifier(model: keras.Model, train_images, train_labels, val_images,
                                        weight_decay=cfg.weight_decay or None),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     train_ds = _train_stream(np.asarray(train_images), train_labels, cfg, num_classes, augmentation, seed)
-    val_ds = tf.data.Dataset.from_tensor_slices((np.asarray(val_images), np.asarray(val_labels, np.int64))) \
-        .batch(max(cfg.batch_size, 64)).map(lambda x, y: (scale(x), y)).cache()
+    val_index = tf.data.Dataset.from_tensor_slices(np.arange(len(val_labels))).batch(max(cfg.batch_size, 64))
+    val_ds = host_images(val_index, val_images, val_labels).cache().map(lambda x, y: (scale(x), y))
     mode = "min" if cfg.monitor.endswith("loss") else "max"
     stopper = keras.callbacks.EarlyStopping(cfg.monitor, patience=cfg.early_stopping_patience, mode=mode,
                                             restore_best_weights=True)
@@ -191,11 +210,12 @@ def predict_probabilities(model: keras.Model, images, augmentation: keras.Sequen
     of 50 augmented replicas of each sample" (Perez et al. 2018). ``tta=1`` or no augmentation: one plain pass.
     """
     images = np.asarray(images)
-    plain = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).map(scale)
+    index = tf.data.Dataset.from_tensor_slices(np.arange(len(images)))
+    plain = host_images(index.batch(batch_size), images).map(scale)
     if tta <= 1 or augmentation is None or not augmentation.layers:
         return np.asarray(model.predict(plain, verbose=0), np.float64)
     # One pass over the images repeated ``tta`` times (one traced predict, not ``tta``), then the mean per image.
     augment = _augmenter(augmentation)
-    stream = tf.data.Dataset.from_tensor_slices(images).repeat(tta).batch(batch_size).map(lambda x: augment(scale(x)))
+    stream = host_images(index.repeat(tta).batch(batch_size), images).map(lambda x: augment(scale(x)))
     probs = np.asarray(model.predict(stream, verbose=0), np.float64)
     return probs.reshape(tta, len(images), -1).mean(axis=0)

@@ -5,6 +5,7 @@ import dataclasses
 
 import keras
 import numpy as np
+import tensorflow as tf
 import pytest
 
 from keras_medgan.evaluation import training
@@ -143,3 +144,17 @@ def test_train_classifier_refuses_empty_validation():
         training.train_classifier(model, x, y, x[:0], y[:0], training.TrainingConfig())
 
 
+
+
+def test_host_images_never_embed_the_arrays_in_the_dataset_graph():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)
+    labels = np.arange(64) % 2
+    stream = training._train_stream(images, labels, training.TrainingConfig(batch_size=8), 2, None, seed=0)
+    graph = stream._as_serialized_graph().numpy()
+    assert len(graph) < images.nbytes / 4  # the pixels are read from host memory, not stored in the graph
+    # the same order as shuffling the (image, label) pairs themselves with that seed
+    reference = tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(64, seed=0).repeat().batch(8)
+    for (x, y), (rx, ry) in zip(stream.take(10), reference.take(10)):
+        np.testing.assert_allclose(x.numpy(), rx.numpy() / 127.5 - 1.0, atol=1e-6)
+        np.testing.assert_array_equal(y.numpy(), ry.numpy())
