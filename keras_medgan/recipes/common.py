@@ -27,7 +27,8 @@ import tensorflow as tf
 
 from keras_medgan import config as config_lib
 from keras_medgan import distribute
-from keras_medgan.callbacks import ResumableCheckpoint, SampleGrid, StopOnNaN, TensorBoardScalars, latest_checkpoint
+from keras_medgan.callbacks import (ResumableCheckpoint, SampleGrid, StopOnNaN, TensorBoardScalars, latest_checkpoint,
+                                    restore_checkpoint)
 from keras_medgan.data import schema
 from keras_medgan.metrics.features import FeatureExtractorError
 
@@ -319,6 +320,26 @@ def prepare_run_dir(run_dir: str | None, checkpoint: str | None, recipe: str, cf
         os.makedirs(run_dir, exist_ok=True)
     schema.write_json_atomic(os.path.join(run_dir, "config.json"), config_lib.to_dict(cfg))
     return run_dir
+
+
+def restore_for_resume(checkpoint: str | None, groups: dict, run_dir: str) -> int:
+    """Restores ``groups`` from ``checkpoint`` and returns its step (0 for a new run, ``checkpoint`` None)."""
+    if checkpoint is None:
+        return 0
+    step = int(restore_checkpoint(checkpoint, groups)["step"])
+    print(f"resuming {run_dir} from {os.path.basename(checkpoint)} at step {step}")
+    return step
+
+
+def train_data_config(cfg):
+    """``cfg.data`` seeded by ``train.seed`` and deterministic when ``train.deterministic`` asks for it."""
+    return dataclasses.replace(cfg.data, seed=cfg.train.seed,
+                               deterministic=cfg.data.deterministic or cfg.train.deterministic)
+
+
+def print_run_summary(run_dir: str, fit: FitResult) -> None:
+    print(f"\nrun directory: {run_dir}\n  report: {os.path.join(run_dir, 'report.md')}\n  samples: {fit.last_sample}"
+          f"\n  tensorboard --logdir {os.path.join(run_dir, 'tensorboard')}")
 
 
 def config_markdown(cfg) -> str:

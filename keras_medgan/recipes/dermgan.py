@@ -338,13 +338,8 @@ def train(argv=None) -> int:
             d_optimizer=keras.optimizers.Adam(opt.d_learning_rate, beta_1=opt.beta_1, beta_2=opt.beta_2),
             lambda_l1=cfg.loss.lambda_l1, lambda_roi=cfg.loss.lambda_roi, lambda_fm=cfg.loss.lambda_fm,
             lambda_gan=cfg.loss.lambda_gan, gan_loss=cfg.loss.gan_loss, jit_compile=runtime.jit)
-    start_step = 0
-    if ckpt is not None:
-        start_step = int(restore_checkpoint(ckpt, _training_groups(model))["step"])
-        print(f"resuming {run_dir} from {os.path.basename(ckpt)} at step {start_step}")
-
-    data_cfg = dataclasses.replace(cfg.data, seed=cfg.train.seed,
-                                   deterministic=cfg.data.deterministic or cfg.train.deterministic)
+    start_step = common.restore_for_resume(ckpt, _training_groups(model), run_dir)
+    data_cfg = common.train_data_config(cfg)
     num_classes = info.num_classes
     train_ds = with_semantic_maps(pipelines.make_dataset(data_cfg, "train", start_step=start_step), num_classes,
                                   cfg.data.image_size)
@@ -377,8 +372,7 @@ def train(argv=None) -> int:
     print("final evaluation (FID/KID/IS/PRDC with intervals, memorization audit) ...")
     evaluation = evaluator.final(generate_fn, run_dir, extra={"step": fit.end_step, "run": os.path.abspath(run_dir)})
     write_report(os.path.join(run_dir, "report.md"), cfg, info, fit, val, runtime, evaluation)
-    print(f"\nrun directory: {run_dir}\n  report: {os.path.join(run_dir, 'report.md')}\n  samples: {fit.last_sample}"
-          f"\n  tensorboard --logdir {os.path.join(run_dir, 'tensorboard')}")
+    common.print_run_summary(run_dir, fit)
     return 0
 
 

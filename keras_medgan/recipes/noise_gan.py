@@ -555,13 +555,8 @@ def train(argv, prog: str, description: str, get_config: Callable, presets, reci
     keras.utils.set_random_seed(cfg.train.seed)  # the ruler may have trained just now; see dermgan.train
     with runtime.strategy.scope():
         model, notes = build_model(cfg, channels, runtime.jit, cfg.train.steps)
-    start_step = 0
-    if ckpt is not None:
-        start_step = int(restore_checkpoint(ckpt, training_groups(model))["step"])
-        print(f"resuming {run_dir} from {os.path.basename(ckpt)} at step {start_step}")
-
-    data_cfg = dataclasses.replace(cfg.data, seed=cfg.train.seed,
-                                   deterministic=cfg.data.deterministic or cfg.train.deterministic)
+    start_step = common.restore_for_resume(ckpt, training_groups(model), run_dir)
+    data_cfg = common.train_data_config(cfg)
     train_ds = pipelines.make_dataset(data_cfg, "train", start_step=start_step)
     # Whole batches only (when the split has one): the UCGAN's unbiased MMD is undefined for a batch of 1.
     n_val = pipelines.selected_records(cfg.data, info, "val")
@@ -604,8 +599,7 @@ def train(argv, prog: str, description: str, get_config: Callable, presets, reci
     else:
         sections.insert(0, detection_markdown(detection_report(model, cfg, info, run_dir)))
     write_report(os.path.join(run_dir, "report.md"), cfg, info, fit, val, runtime, sections)
-    print(f"\nrun directory: {run_dir}\n  report: {os.path.join(run_dir, 'report.md')}\n  samples: {fit.last_sample}"
-          f"\n  tensorboard --logdir {os.path.join(run_dir, 'tensorboard')}")
+    common.print_run_summary(run_dir, fit)
     return 0
 
 

@@ -20,17 +20,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    root = tmp_path_factory.mktemp("noise_gan")
-    old = {k: os.environ.get(k) for k in ("KERAS_MEDGAN_CACHE", "KERAS_MEDGAN_RUNS")}
-    os.environ["KERAS_MEDGAN_CACHE"] = str(root / "cache")
-    os.environ["KERAS_MEDGAN_RUNS"] = str(root / "runs")
-    yield root
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+def env(recipe_env):
+    return recipe_env
 
 
 @pytest.fixture(scope="module")
