@@ -29,10 +29,10 @@ def cli():
 
 
 def _register_commands() -> None:
-    from data_prep import demo_commands, inspect_verify
+    from data_prep import demo_commands, inspect_verify, partition
 
     for cmd in (demo_commands.demo_derm, demo_commands.demo_cxr, inspect_verify.inspect_cmd,
-                inspect_verify.verify_cmd):
+                inspect_verify.verify_cmd, partition.partition_cmd):
         cli.add_command(cmd)
     for name in SOURCE_MODULES:
         cli.add_command(importlib.import_module(f"data_prep.sources.{name}").command)
