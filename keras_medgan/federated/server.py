@@ -216,9 +216,9 @@ def run_federation(grid, run_dir: str, build_adapter: Callable[[dict, str | None
                                                                   "rounds": int(fed["rounds"])})
         with open(os.path.join(out, ROUNDS_JSONL), "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
-        fids = ", ".join(f"client {p} {e['fid']:.2f}" for p, e in sorted(evals.items()))
+        fids = ", ".join(f"client {p} {e['fid']:.4g}" for p, e in sorted(evals.items()))
         pooled = record["pooled_fid"]
-        log(f"round {rnd}/{fed['rounds']}: FID {fids}; pooled {pooled if pooled is None else round(pooled, 2)}; "
+        log(f"round {rnd}/{fed['rounds']}: FID {fids}; pooled {pooled if pooled is None else f'{pooled:.4g}'}; "
             f"{len(r['train'])} client(s) trained, {len(failures)} failure(s), {record['seconds']:.0f} s")
         return MetricRecord({"pooled-fid": float(pooled) if pooled is not None else -1.0})
 

@@ -323,7 +323,7 @@ def run_arm(cfg: FederatedConfig, arm: str, run_dir: str) -> list[dict]:
                 rows[r - 1]["clients"][pid] = {"fid": e["fid"], "kid": e["kid"], "num_real": e["num_real"]}
                 evals[r].append({"moments": [e["real_mean"], e["real_cov"], e["fake_mean"], e["fake_cov"]],
                                  "num_real": e["num_real"], "num_fake": e["num_fake"]})
-            fids = ", ".join(f"client {p} {rows[r - 1]['clients'][p]['fid']:.2f}" for p in targets)
+            fids = ", ".join(f"client {p} {rows[r - 1]['clients'][p]['fid']:.4g}" for p in targets)
             print(f"[{arm}] {os.path.basename(train_dir)} round {r}/{fed.rounds}: FID {fids} ({time.time() - t0:.0f} s)")
     if arm == "centralized":
         for r in evals:
@@ -428,7 +428,7 @@ def write_report(run_dir: str, cfg: FederatedConfig, mode: str, seconds: dict) -
     chart = plot_curves(curves, sizes, os.path.join(run_dir, "fid_vs_round.png"))
 
     def fmt(v):
-        return "—" if v is None else f"{v:.2f}"
+        return "—" if v is None else f"{v:.4g}"
 
     lines = [f"# Federated {cfg.gan} run report (paper 003, Sec. 3.2 / 4.1)", "",
              f"- Mode: {mode} (Flower); {fed.clients} clients, FedAvg weighted by training images, {len(fed_rows)} "
@@ -463,7 +463,7 @@ def write_report(run_dir: str, cfg: FederatedConfig, mode: str, seconds: dict) -
                   "| client | train images | target FID | rounds federated | rounds alone | speed-up |",
                   "|---|---|---|---|---|---|"]
         for c, s in speed.items():
-            lines.append(f"| {c} | {sizes.get(c, '?')} | {s['target_fid']:.2f} | {s['rounds_federated']} | "
+            lines.append(f"| {c} | {sizes.get(c, '?')} | {s['target_fid']:.4g} | {s['rounds_federated']} | "
                          f"{s['rounds_alone']} | {s['speedup']:.2f}x |")
     else:
         lines.append("Not computed (needs the alone arm and every round's FID).")
@@ -598,7 +598,7 @@ def train(argv) -> int:
         seconds[arm] = time.time() - t0
     metrics = write_report(run_dir, cfg, args.mode, seconds)
     for c, s in metrics["speedup"].items():
-        print(f"client {c}: federated reaches FID {s['target_fid']:.2f} in {s['rounds_federated']} round(s), alone in "
+        print(f"client {c}: federated reaches FID {s['target_fid']:.4g} in {s['rounds_federated']} round(s), alone in "
               f"{s['rounds_alone']}: speed-up {s['speedup']:.2f}x")
     print(f"\nrun directory: {run_dir}\n  report: {os.path.join(run_dir, 'report.md')}\n  chart: "
           f"{os.path.join(run_dir, 'fid_vs_round.png')}")
