@@ -9,10 +9,10 @@ about 10 minutes on 2 CPU cores):
     python -m keras_medgan.recipes.federated --resume                 # newest run, from its last finished round
 \b
 Deployment (server and clients as separate processes, one machine or several):
-    flower-superlink --insecure
-    flower-supernode --insecure --superlink HOST:9092 --clientappio-api-address 127.0.0.1:9094 \\
-        --node-config "data-dir='data/fed/client-0'"                  # one per hospital, each with its own port
-    python -m keras_medgan.recipes.federated --mode deployment --superlink HOST:9093 --data data/fed
+    flower-superlink --insecure --host 0.0.0.0 --port 8000
+    flower-supernode --insecure --superlink HOST:8000 --port 9094 \\
+        --node-config "data-dir='data/fed/client-0' partition-id=0"   # one per hospital (own --port per machine)
+    python -m keras_medgan.recipes.federated --mode deployment --superlink HOST:8000 --data data/fed
 \b
 A run compares three arms on every client's own val split: federated (FedAvg over Flower), each client
 alone, and centralized on the pooled data; it writes federated/rounds.jsonl (per-client and pooled FID/KID
@@ -541,7 +541,7 @@ def _deploy(run_dir: str, superlink: str) -> None:
     status = subprocess.call(cmd, env=env)
     if status:
         raise common.RecipeError(f"`flwr run` failed (exit status {status}); is the SuperLink running at "
-                                 f"{superlink} (its Control API, default port 9093)?")
+                                 f"{superlink} (flower-superlink --port, default 8000)?")
 
 
 def train(argv) -> int:
@@ -553,8 +553,9 @@ def train(argv) -> int:
                         help="simulation: Flower's simulation engine (Ray) runs the server and every client on this "
                              "machine. deployment: submit to a running SuperLink (--superlink) whose SuperNodes run "
                              "the clients, on this machine or others.")
-    parser.add_argument("--superlink", default="127.0.0.1:9093",
-                        help="Deployment mode: the SuperLink's Control API address. Default: 127.0.0.1:9093.")
+    parser.add_argument("--superlink", default="127.0.0.1:8000",
+                        help="Deployment mode: the SuperLink's HTTP address (flower-superlink --host/--port; Flower "
+                             "1.41 serves its Fleet and Control APIs there). Default: 127.0.0.1:8000.")
     parser.add_argument("--total-cpus", type=int, default=0,
                         help="Simulation mode: CPUs Ray may use in all (0 = every core of this machine).")
     args = parser.parse_args(argv)
