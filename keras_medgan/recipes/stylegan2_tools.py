@@ -138,7 +138,7 @@ Project real images into the generator's latent space and audit the projections 
 
 For each real image of --split (with its class, for a conditional run), w is optimised from the mean mapped w
 of that class so that the EMA generator's image is perceptually closest to it (NVIDIA's projector: Adam, peak
-lr 0.1 with ramp-up/ramp-down, noise on w during the first 75% of the steps). Then the real images, their
+lr 0.1 with ramp-up/ramp-down, noise on w during the first 75%% of the steps). Then the real images, their
 projections and as many freshly generated images are embedded with the domain classifier (the metrics' ruler,
 classifier:auto) and the projection audit flags real images whose nearest neighbour is their own projection
 at a cosine distance below the first quartile of the real-to-projection distances ("too close": possibly
@@ -204,10 +204,11 @@ def projection_markdown(result: dict) -> str:
             row = result["per_image"][i]
             lines.append(f"| {i} | {row['source_id']} | {row.get('class') or ''} | {row['cosine_distance']:.4g} |")
     if s["perceptual"]["kind"] == "classifier":
-        lines += ["", "Note: the projection was optimised with the same domain classifier's conv features that the "
-                      "audit embeds with (VGG16 was not used), so real-to-projection distances are smaller than an "
-                      "independent ruler would measure; flags are relative (Q1), but compare runs only under the same "
-                      "setting."]
+        lines += ["", "Note: the projection was optimised on the conv activations of the same domain classifier whose "
+                      "embedding the audit measures with (VGG16 was not used), so real-to-projection distances are "
+                      "smaller than an independent ruler would measure; compare runs only under the same setting."]
+    lines += ["", "The Q1 rule flags at most a quarter of the images by construction: a flag marks a pair to look at, "
+                  "not a proven copy (paper 003 found 2 of 12,000)."]
     lines += ["", f"Pairs (real | projection): `{s['grid']}`."]
     return "\n".join(lines) + "\n"
 
@@ -330,6 +331,19 @@ def _alphas(text: str) -> np.ndarray:
     return np.linspace(start, stop, count)
 
 
+def _glue_negative_values(argv: list, option: str) -> list:
+    """``[option, "-3,3,7"]`` -> ``["option=-3,3,7"]``: argparse would take a value starting with '-' for an option."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == option and i + 1 < len(argv):
+            out.append(f"{option}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def _class_index(args, g, names) -> int | None:
     if not g.num_classes:
         if args.class_name is not None:
@@ -380,7 +394,7 @@ def sefa_command(argv, prog: str, load_model: Callable) -> int:
                         help="Projection steps with --image. Default: 1000.")
     parser.add_argument("--features", choices=FEATURE_CHOICES, default="auto",
                         help="With --image: " + FEATURES_HELP)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_glue_negative_values(list(argv), "--alphas"))
     model, cfg, info = _load(load_model, args.run)
     g = model.g_ema
     resolution, _, channels = _shape(g)
@@ -431,7 +445,7 @@ PPL_DESCRIPTION = """\
 Perceptual path length of the EMA generator (Karras et al. 2019, Sec. 4.1; paper 003 Table 1).
 
 W space, end-point sampling, epsilon 1e-4: for latent pairs, d(g(w0), g(w0 + eps (w1 - w0))) / eps^2, averaged
-after discarding values below the 1st and above the 99th percentile; a bootstrap 95% interval of that mean.
+after discarding values below the 1st and above the 99th percentile; a bootstrap 95%% interval of that mean.
 For a conditional run both ends share a class drawn in proportion to the training split's class counts (as the
 reference implementation draws labels from the dataset).
 
