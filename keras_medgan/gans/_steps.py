@@ -27,10 +27,16 @@ def scaled_loss(optimizer, loss):
     return optimizer.scale_loss(loss / tf.distribute.get_strategy().num_replicas_in_sync)
 
 
-def apply_scaled_gradients(optimizer, tape, loss, variables) -> tf.Tensor:
-    """One optimiser update from a loss made by ``scaled_loss``; returns the unscaled gradient norm."""
+def apply_scaled_gradients(optimizer, tape, loss, variables, skip_missing: bool = False) -> tf.Tensor:
+    """One optimiser update from a loss made by ``scaled_loss``; returns the unscaled gradient norm.
+
+    ``skip_missing``: variables the loss does not depend on (a penalty on ``grad_x D`` has no gradient for D's
+    output bias) are left out of the update, as PyTorch's Adam skips parameters without ``.grad``; otherwise
+    Keras warns about them.
+    """
     grads = tape.gradient(loss, variables)
-    optimizer.apply_gradients(zip(grads, variables))
+    pairs = [(g, v) for g, v in zip(grads, variables) if g is not None or not skip_missing]
+    optimizer.apply_gradients(pairs)
     norm = global_norm(grads) * tf.distribute.get_strategy().num_replicas_in_sync
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         norm = norm / tf.cast(optimizer.dynamic_scale, tf.float32)

@@ -79,3 +79,38 @@ def gradient_penalty(critic_fn, real_images, fake_images, seed_or_alpha=None, ta
     grads = tf.cast(tape.gradient(scores, interpolates), tf.float32)
     norms = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=list(range(1, rank))) + _NORM_EPSILON)
     return tf.reduce_mean(tf.square(norms - target_norm))
+
+
+def r1_penalty(real_gradients):
+    """R1 (Mescheder et al. 2018, Eq. 9) per image: ``||grad_x D(x)||^2`` summed over pixels and channels.
+
+    ``real_gradients``: ``[batch, H, W, C]`` gradients of the sum of D's logits on real images with respect to
+    those images. The StyleGAN2 loss is ``gamma / 2 * mean(r1_penalty)`` (StyleGAN2 Appendix B; ADA Eq. in
+    Appendix D, gamma from ``networks.stylegan2.r1_gamma_heuristic``). Returns float32 ``[batch]``.
+    """
+    g = tf.cast(real_gradients, tf.float32)
+    return tf.reduce_sum(tf.square(g), axis=[1, 2, 3])
+
+
+def path_lengths(ws_gradients):
+    """Per-image path lengths of StyleGAN2 Sec. 3.2: ``||J_w^T y||_2`` with the gradient ``J_w^T y``
+    (``[batch, num_ws, w_dim]``) averaged over the ``num_ws`` rows as the ADA code does: ``sqrt(mean_ws(sum_w
+    g^2))``. Returns float32 ``[batch]``."""
+    g = tf.cast(ws_gradients, tf.float32)
+    return tf.sqrt(tf.reduce_mean(tf.reduce_sum(tf.square(g), axis=2), axis=1))
+
+
+def path_length_penalty(lengths, pl_mean, decay=0.01):
+    """StyleGAN2 Eq. 4: ``(||J_w^T y|| - a)^2`` with ``a`` the running mean of the lengths.
+
+    Args:
+        lengths: ``[batch]`` from ``path_lengths``.
+        pl_mean: scalar, the running mean before this batch.
+        decay: float. How far ``a`` moves towards the batch mean (StyleGAN2: 0.01).
+
+    Returns:
+        ``(penalty [batch], new_pl_mean)``; the penalty uses the updated mean, as the ADA code does.
+    """
+    lengths = tf.cast(lengths, tf.float32)
+    new_mean = pl_mean + decay * (tf.reduce_mean(lengths) - pl_mean)
+    return tf.square(lengths - new_mean), new_mean

@@ -134,18 +134,19 @@ def load_run_config(run_dir: str, get_config: Callable):
     return config_lib.replace(get_config(saved.get("preset", "demo")), saved)
 
 
-def resume_config(run_dir: str, get_config: Callable, args):
-    """The run's saved config with ``--set`` applied, refusing any change but ``train.steps``."""
+def resume_config(run_dir: str, get_config: Callable, args, changeable=("train.steps",)):
+    """The run's saved config with ``--set`` applied, refusing any change but the keys in ``changeable`` (the
+    training length)."""
     saved = load_run_config(run_dir, get_config)
     if args.config or args.data:
         raise config_lib.ConfigError(f"--config and --data cannot change a run being resumed; its settings come from "
                                      f"{run_dir}/config.json")
     cfg = config_lib.replace(saved, config_lib.parse_overrides(args.overrides))
     before, after = _flatten(config_lib.to_dict(saved)), _flatten(config_lib.to_dict(cfg))
-    changed = sorted(k for k in after if after[k] != before.get(k) and k != "train.steps")
+    changed = sorted(k for k in after if after[k] != before.get(k) and k not in changeable)
     if changed:
-        raise config_lib.ConfigError(f"when resuming only train.steps may change; these differ from {run_dir}/"
-                                     f"config.json: {', '.join(f'{k}={after[k]!r}' for k in changed)}")
+        raise config_lib.ConfigError(f"when resuming only {' or '.join(changeable)} may change; these differ from "
+                                     f"{run_dir}/config.json: {', '.join(f'{k}={after[k]!r}' for k in changed)}")
     return cfg
 
 
@@ -265,7 +266,7 @@ class Runtime:
 
 
 def start_run(parser: argparse.ArgumentParser, args, get_config: Callable, recipe: str,
-              config_updates: Callable | None = None):
+              config_updates: Callable | None = None, changeable=("train.steps",)):
     """Resolves the config of a new or resumed run from the command line.
 
     Returns:
@@ -279,7 +280,7 @@ def start_run(parser: argparse.ArgumentParser, args, get_config: Callable, recip
             run_dir = args.run_dir or latest_run_dir(recipe)
             if run_dir is None:
                 raise config_lib.ConfigError(f"--resume: no run found under {runs_root()}/{recipe}; pass --run-dir.")
-            cfg = resume_config(run_dir, get_config, args)
+            cfg = resume_config(run_dir, get_config, args, changeable)
         else:
             run_dir = args.run_dir
             cfg = resolve_config(get_config, args)

@@ -368,12 +368,13 @@ def step_of(model) -> int:
     return int(keras.ops.convert_to_numpy(counter))
 
 
-def sample(model, labels, seed: int, batch_size: int = 64) -> np.ndarray:
-    """Images in [-1, 1] for generator labels (an int count for the UCGAN)."""
+def sample(model, labels, seed: int, batch_size: int = 64, **options) -> np.ndarray:
+    """Images in [-1, 1] for generator labels (an int count for the UCGAN); ``options`` go to ``model.generate``
+    (StyleGAN2-ADA's ``truncation_psi``)."""
     if isinstance(model, ScoreGuidedGAN):
         return model.generate(int(labels) if isinstance(labels, (int, np.integer)) else len(labels), seed=seed,
                               batch_size=batch_size)
-    return model.generate(labels, seed=seed, batch_size=batch_size)
+    return model.generate(labels, seed=seed, batch_size=batch_size, **options)
 
 
 def eval_generate_fn(model, ids: np.ndarray, reference_labels: np.ndarray) -> Callable[[int], dict]:
@@ -618,7 +619,10 @@ def load_model(run_dir: str, get_config: Callable):
     return model, cfg, info
 
 
-def generate(argv, prog: str, get_config: Callable) -> int:
+def generate(argv, prog: str, get_config: Callable, load: Callable | None = None,
+             add_arguments: Callable | None = None) -> int:
+    """The ``generate`` command. ``load(args) -> (model, cfg, info, sample_options)`` replaces the noise-GAN loader
+    (StyleGAN2-ADA picks a snapshot and a truncation); ``add_arguments(parser)`` adds its options."""
     parser = argparse.ArgumentParser(
         prog=f"{prog} generate",
         description="Generate a labelled synthetic dataset from a trained run: PNGs, a grid per class and a "
@@ -639,6 +643,8 @@ def generate(argv, prog: str, get_config: Callable) -> int:
     parser.add_argument("--seed", type=int, default=0, help="Noise seed. Default: 0.")
     parser.add_argument("--batch-size", type=int, default=64, help="Generator batch size. Default: 64.")
     parser.add_argument("--format", choices=["png", "jpeg"], default="png", help="Stored image format.")
+    if add_arguments:
+        add_arguments(parser)
     args = parser.parse_args(argv)
     if args.num_images < 1 or args.batch_size < 1:
         parser.error("--num-images and --batch-size must be >= 1")
@@ -646,7 +652,11 @@ def generate(argv, prog: str, get_config: Callable) -> int:
         parser.error(f"--run {args.run!r} is not a folder")
     if os.path.exists(os.path.join(args.out, "dataset", schema.DATASET_JSON)):
         raise common.RecipeError(f"{args.out} already holds a generated dataset; choose another --out.")
-    model, cfg, info = load_model(args.run, get_config)
+    if load is None:
+        model, cfg, info = load_model(args.run, get_config)
+        options = {}
+    else:
+        model, cfg, info, options = load(args)
     trained = list(cfg.data.classes)
     wanted = [c.strip() for c in args.classes.split(",")] if args.classes else trained
     unknown = [c for c in wanted if c not in trained]
@@ -661,7 +671,7 @@ def generate(argv, prog: str, get_config: Callable) -> int:
     else:
         labels = np.resize(local, args.num_images)
         labels.sort(kind="stable")
-        images = sample(model, labels, args.seed, args.batch_size)
+        images = sample(model, labels, args.seed, args.batch_size, **options)
         confidence = None
     images = to_display(images)
     if info.channels == 1:
@@ -679,7 +689,7 @@ def generate(argv, prog: str, get_config: Callable) -> int:
                       image_size=[cfg.data.image_size] * 2, channels=info.channels,
                       class_names=list(info.class_names), split_unit="image", seed=args.seed,
                       extra={"generator_run": os.path.abspath(args.run), "gan": cfg.gan, "classes": wanted,
-                             "min_confidence": None if confidence is None else float(threshold)})
+                             "min_confidence": None if confidence is None else float(threshold), **options})
     columns = [to_display(images[labels == c][:8]) for c in local if (labels == c).any()]
     depth = min(len(c) for c in columns)
     save_png_atomic(image_grid([c[:depth] for c in columns]), os.path.join(args.out, "grid.png"))
@@ -688,7 +698,7 @@ def generate(argv, prog: str, get_config: Callable) -> int:
     return 0
 
 
-def detect(argv, prog: str, get_config: Callable) -> int:
+def detect(argv, prog: str, get_config: Callable, load: Callable | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=f"{prog} detect",
         description="Paper 001's detection report (Table III) for a trained conditional run, again or with another "
@@ -710,7 +720,7 @@ def detect(argv, prog: str, get_config: Callable) -> int:
         parser.error(f"--run {args.run!r} is not a folder")
     if args.classifier not in (None, "auto") and not os.path.isfile(args.classifier):
         parser.error(f"--classifier {args.classifier!r} is not a file; pass a saved .keras classifier or 'auto'")
-    model, cfg, info = load_model(args.run, get_config)
+    model, cfg, info = (load or load_model)(args.run, get_config)
     if isinstance(model, ScoreGuidedGAN):
         raise common.RecipeError(f"{args.run} is a UCGAN run: it has no intended class per image to detect. Its "
                                  "classifier C is judged in classifier_auc.json instead.")
