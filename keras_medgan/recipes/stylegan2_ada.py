@@ -470,7 +470,7 @@ def write_report(path: str, cfg: StyleGANConfig, info: schema.DatasetInfo, model
 length weight {cfg.loss.pl_weight} every {cfg.loss.pl_interval}; style mixing {cfg.loss.style_mixing_prob}
 - Augmentation (ADA): {ada}
 - EMA generator: half-life {cfg.ema.kimg} kimg, ramp-up {cfg.ema.rampup or 'none'}; all samples and metrics use it
-- Trained: {model.kimg:.1f} kimg of {cfg.schedule.kimg:g}
+- Trained: {model.kimg:g} kimg of {cfg.schedule.kimg:g}
 {common.runtime_lines(cfg, fit, runtime, os.path.dirname(path))}
 
 ## Validation (val split, no augmentation, EMA generator, fixed noise)
@@ -496,7 +496,7 @@ def selection_markdown(run_dir: str) -> str:
         sel = json.load(f)
     rows = "\n".join(f"| {int(s)} | {v:.3f} |{' selected' if int(s) == sel['step'] else ''}"
                      for s, v in sel["scores"].items())
-    return (f"## Selected snapshot (paper 002 Sec. 3.2)\n\n{sel['rule']}: step {sel['step']} ({sel['kimg']:.1f} "
+    return (f"## Selected snapshot (paper 002 Sec. 3.2)\n\n{sel['rule']}: step {sel['step']} ({sel['kimg']:g} "
             f"kimg), FID {sel['fid']:.3f}; its EMA generator is in `snapshots/` and `generate --checkpoint selected` "
             f"uses it.\n\n| step | FID | |\n|---|---|---|\n{rows}\n")
 
