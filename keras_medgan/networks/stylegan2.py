@@ -15,6 +15,7 @@ demo model with a small ``channel_base`` and the 256-px paper model.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import keras
@@ -174,7 +175,7 @@ class StyleGAN2Generator(keras.Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
+        config = copy.deepcopy(config)  # Keras's deserialisation empties the nested model configs it reads
         mapping = keras.saving.deserialize_keras_object(config.pop("mapping"), custom_objects=custom_objects)
         synthesis = keras.saving.deserialize_keras_object(config.pop("synthesis"), custom_objects=custom_objects)
         return cls(mapping, synthesis, **config)
