@@ -298,9 +298,11 @@ class StyleGAN2ADA(keras.Model):
             t["loss/d/r1"].update_state(r1)
             self.ada_signs.update_state(tf.sign(tf.cast(reg_logits, tf.float32)))
 
-        t["ada/p"].update_state(self.ada_p)
-        t["pl/mean"].update_state(self.pl_mean)
-        t["progress/kimg"].update_state(tf.cast(self.step_counter + 1, tf.float32) * (self.batch_size / 1000.0))
+        # Current values, not epoch means: each of these trackers holds this minibatch's value only.
+        for name, value in (("ada/p", self.ada_p), ("pl/mean", self.pl_mean),
+                            ("progress/kimg", tf.cast(self.step_counter + 1, tf.float32) * (self.batch_size / 1000.0))):
+            t[name].reset_state()
+            t[name].update_state(value)
         return {name: tracker.result() for name, tracker in t.items()}
 
     def train_step(self, batch):

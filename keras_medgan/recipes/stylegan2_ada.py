@@ -55,7 +55,7 @@ RECIPE = "stylegan2_ada"
 PRESETS = ("demo", "smoke", "paper")
 PROG = "python -m keras_medgan.recipes.stylegan2_ada"
 SAMPLE_SEED = 1234
-# Paper 003 Sec. 3.1: benign vs malignant (ISIC 2020 + 2019), `medgan-data isic --task benign-malignant`.
+# Paper 003 Sec. 3.1: benign vs malignant (ISIC 2020): `medgan-data isic --year 2020 ...` (its default task).
 PAPER_CLASSES = ("benign", "malignant")
 
 
