@@ -24,7 +24,7 @@ from keras_medgan.recipes import stylegan2_ada
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # 16 px, batch 4, 0.016 kimg = 4 minibatches in ticks of 2; FID every tick; p moves every minibatch.
 FLAGS = ["--preset", "smoke", "--set", "train.deterministic=true", "--set", "augment.interval=1",
-         "--set", "augment.kimg=0.1"]
+         "--set", "augment.kimg=0.1", "--set", "eval.metrics=fid,kid,memorization"]
 
 
 def _start(*args):
@@ -34,12 +34,26 @@ def _start(*args):
 
 
 @pytest.fixture(scope="module")
-def run(recipe_env):
-    path = str(recipe_env / "straight")
-    proc = _start(*FLAGS, "--run-dir", path)
+def runs(recipe_env):
+    """``(straight, killed)``: both start together (tracing is single-threaded Python, two processes share the 2
+    cores well); the second is SIGKILLed right after its first checkpoint."""
+    straight, killed = str(recipe_env / "straight"), str(recipe_env / "killed")
+    proc = _start(*FLAGS, "--run-dir", straight)
+    victim = _start(*FLAGS, "--run-dir", killed)
+    deadline = time.time() + 600
+    while not os.path.exists(os.path.join(killed, "checkpoints", "ckpt-00000002.npz")):
+        assert victim.poll() is None and time.time() < deadline, victim.stdout.read().decode()[-3000:]
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
     out = proc.communicate(timeout=600)[0].decode()
     assert proc.returncode == 0, out[-3000:]
-    return path
+    return straight, killed
+
+
+@pytest.fixture(scope="module")
+def run(runs):
+    return runs[0]
 
 
 def _state(run_dir, step=4):
@@ -88,15 +102,8 @@ def test_ada_p_moved_and_is_checkpointed(run):
     assert abs(steps - round(steps)) < 1e-4 and 0 <= round(steps) <= 4
 
 
-def test_sigkilled_run_resumes_to_identical_state(run, recipe_env):
-    killed = str(recipe_env / "killed")
-    proc = _start(*FLAGS, "--run-dir", killed)
-    deadline = time.time() + 600
-    while not os.path.exists(os.path.join(killed, "checkpoints", "ckpt-00000002.npz")):
-        assert proc.poll() is None and time.time() < deadline, proc.stdout.read().decode()[-3000:]
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+def test_sigkilled_run_resumes_to_identical_state(runs):
+    run, killed = runs
     assert not os.path.exists(os.path.join(killed, "checkpoints", "ckpt-00000004.npz"))
     resumed = _start("--run-dir", killed, "--resume")
     out = resumed.communicate(timeout=600)[0].decode()
