@@ -470,7 +470,7 @@ def write_report(path: str, cfg: StyleGANConfig, info: schema.DatasetInfo, model
 length weight {cfg.loss.pl_weight} every {cfg.loss.pl_interval}; style mixing {cfg.loss.style_mixing_prob}
 - Augmentation (ADA): {ada}
 - EMA generator: half-life {cfg.ema.kimg} kimg, ramp-up {cfg.ema.rampup or 'none'}; all samples and metrics use it
-- Trained: {model.kimg:g} kimg of {cfg.schedule.kimg:g}
+- Trained: {model.kimg:g} kimg of {cfg.schedule.kimg:g}; {_seconds_per_kimg(fit, cfg)} in this session
 {common.runtime_lines(cfg, fit, runtime, os.path.dirname(path))}
 
 ## Validation (val split, no augmentation, EMA generator, fixed noise)
@@ -485,6 +485,12 @@ generated one while the training score stays high is the overfitting ADA counter
 """ + "\n".join(sections)
     with atomic_open(path, "w", encoding="utf-8") as f:
         f.write(text)
+
+
+def _seconds_per_kimg(fit: common.FitResult, cfg: StyleGANConfig) -> str:
+    """Training speed of this session (periodic evaluations included), in NVIDIA's unit."""
+    kimg = (fit.end_step - fit.start_step) * cfg.data.batch_size / 1000
+    return f"{fit.seconds / kimg:.1f} s/kimg" if kimg > 0 else "no minibatch"
 
 
 def selection_markdown(run_dir: str) -> str:
