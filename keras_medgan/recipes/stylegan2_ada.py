@@ -273,9 +273,9 @@ def get_config(preset: str = "demo") -> StyleGANConfig:
     \b
     demo  : python -m keras_medgan.recipes.stylegan2_ada
             conditional on the 8 demo-derm classes (2,000 images) at 32 px, batch 16; z = w = 128, 2 mapping
-            layers, channel_base 2048 / max 128; ADA bgc from p = 0, its p step sized for 100 kimg instead of 500 so that
-            p can move within the demo; 24 kimg (1,500 minibatches); FID/KID every 8 kimg with the
-            classifier:auto ruler.
+            layers, channel_base 2048 / max 128; ADA bgc from p = 0, its p step sized for 100 kimg
+            instead of 500 so that p can move within the demo; 24 kimg (1,500 minibatches); FID/KID every 8 kimg
+            with the classifier:auto ruler.
     smoke : 16 px, a few minibatches; for tests.
     paper : python -m keras_medgan.recipes.stylegan2_ada --preset paper --data DIR
             paper 003's conditional benign / malignant model at 256 px; ADA ``auto`` settings at batch 32 (gamma
@@ -405,8 +405,8 @@ def eval_generate_fn(model: StyleGAN2ADA, ids: np.ndarray, reference_labels: np.
 class SnapshotSelector:
     """The critical review's checkpoint rule (paper 002 Sec. 3.2), kept as training goes: after every FID, the EMA
     generator of the latest evaluation whose FID is within ``tolerance`` of the best is saved in ``snapshots/``
-    (``ckpt-<step>.npz``, named by ``latest.json``) with ``selected.json``. The selection only ever moves forward, so one file is
-    enough."""
+    (``ckpt-<step>.npz``, named by ``latest.json``) with ``selected.json``. The selection only ever moves
+    forward, so one file is enough."""
 
     def __init__(self, model: StyleGAN2ADA, run_dir: str, tolerance: float):
         self.model = model
