@@ -167,8 +167,8 @@ def _final_state(run):
 
 def test_sigkilled_run_resumes_to_identical_weights(env, smoke_run):
     straight_dir, killed_dir = str(env / "straight"), str(env / "killed")
-    assert _run(env, "--run-dir", straight_dir).wait(timeout=300) == 0
-
+    # Both start together: tracing is single-threaded Python, so two processes share the 2 cores well.
+    straight = _run(env, "--run-dir", straight_dir)
     proc = _run(env, "--run-dir", killed_dir, "--set", "train.log_every=2")
     deadline = time.time() + 300
     while not glob.glob(os.path.join(killed_dir, "checkpoints", "ckpt-00000004.npz")):
@@ -176,6 +176,8 @@ def test_sigkilled_run_resumes_to_identical_weights(env, smoke_run):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    out = straight.communicate(timeout=300)[0].decode()
+    assert straight.returncode == 0, out[-2000:]
     assert not os.path.exists(os.path.join(killed_dir, "checkpoints", "ckpt-00000008.npz"))
     resumed = _run(env, "--run-dir", killed_dir, "--resume")
     out = resumed.communicate(timeout=300)[0].decode()
