@@ -4,7 +4,7 @@ metrics' feature extraction, and names the machine it ran on.
 Usage:
   python tools/bench.py --quick                       # everything, small, < 5 min on a 2-core CPU
   python tools/bench.py [--what steps,pipeline,features,peak]
-                        [--models dermgan64,dermgan128,dermgan256,cdcgan64,cdcgan128,ucgan128]
+                        [--models dermgan64,dermgan128,dermgan256,cdcgan64,cdcgan128,ucgan128,stylegan32,...]
                         [--precision float32,mixed_bfloat16,mixed_float16] [--jit/--no-jit]
                         [--strategy default|mirrored] [--batch-sizes 1,4] [--base-filters 64]
                         [--steps 10] [--warmup 3] [--profile DIR]
@@ -17,7 +17,12 @@ What is timed:
             calls after --warmup. DermGAN (resize-conv U-Net + PatchGAN, all four G terms; batches 1, 4),
             the paper-001 conditional DCGAN (4 classes, latent 100, transposed convolutions, spectral-norm
             D, Adam 2e-4 / 0.5; batch 64) and the paper-004 UCGAN (unconditional DCGAN G and D, domain
-            classifier C with its guidance losses, schedule ((0, 1, 1),); 1-channel X-ray size; batch 12).
+            classifier C with its guidance losses, schedule ((0, 1, 1),); 1-channel X-ray size; batch 12)
+            and StyleGAN2-ADA (the recipe's networks: its ``demo`` model up to 64 px, its ``paper`` model
+            above; conditional, 2 classes; ADA ``bgc`` at p = 0.2; batch 16 at 32 px, 4 at 256 px). A
+            StyleGAN2 minibatch is not one step: the row times G main + D main, times the lazily
+            regularised variants (+ path length every 4, + R1 every 16) on their own, and reports the
+            amortised minibatch and NVIDIA's sec/kimg (the EMA update, ~7 ms on the host, is not in it).
             GFLOP/step counts the convolutions and matrix products in the traced step graph.
   pipeline  ``make_dataset`` over a demo-derm dataset written for the run: decoded images/s cold
             (parse + decode + resize, no cache) and cached (decoded images from memory).
@@ -52,9 +57,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tools import bench_report  # noqa: E402
 
-MODELS = ("dermgan64", "dermgan128", "dermgan256", "cdcgan64", "cdcgan128", "ucgan128")
-KINDS = ("dermgan", "cdcgan", "ucgan")
-DEFAULT_BATCHES = {"dermgan": (1, 4), "cdcgan": (64,), "ucgan": (12,)}
+MODELS = ("dermgan64", "dermgan128", "dermgan256", "cdcgan64", "cdcgan128", "ucgan128", "stylegan32", "stylegan256")
+KINDS = ("dermgan", "cdcgan", "ucgan", "stylegan")
+DEFAULT_BATCHES = {"dermgan": (1, 4), "cdcgan": (64,), "ucgan": (12,), "stylegan": None}  # stylegan: by size
 WHATS = ("steps", "pipeline", "features", "peak")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "mirrored")
@@ -114,7 +119,7 @@ def resolve_options(args) -> argparse.Namespace:
         smallest = 32
         if size < smallest or size > 512 or size & (size - 1):
             raise BenchOptionError(f"--models: {kind}{size}: the image size must be a power of two from 32 to 512")
-        if kind != "dermgan" and size > 256:
+        if kind in ("cdcgan", "ucgan") and size > 256:
             raise BenchOptionError(f"--models: {kind}{size}: the DCGAN networks stop at 256 px")
     if args.batch_sizes is not None:
         args.batch_sizes = _split(args.batch_sizes, "batch-sizes", int)
@@ -134,8 +139,12 @@ def resolve_options(args) -> argparse.Namespace:
     return args
 
 
-def batches_for(kind: str, args) -> list:
-    return list(args.batch_sizes) if args.batch_sizes else list(DEFAULT_BATCHES[kind])
+def batches_for(kind: str, args, size: int | None = None) -> list:
+    if args.batch_sizes:
+        return list(args.batch_sizes)
+    if kind == "stylegan":  # the recipe's demo batch at demo sizes; a 256-px minibatch of 32 is minutes on a CPU
+        return [16] if (size or 0) <= 64 else [4]
+    return list(DEFAULT_BATCHES[kind])
 
 
 # ---------------------------------------------------------------------------------------------- machine
@@ -287,7 +296,33 @@ def build_ucgan(size: int, batch_size: int, base_filters: int):
     return gan, _noise_batch(batch_size, size, UCGAN_CHANNELS, UCGAN_CLASSES), variant
 
 
-BUILDERS = {"dermgan": build_dermgan, "cdcgan": build_cdcgan, "ucgan": build_ucgan}
+STYLEGAN_CLASSES = 2  # paper 003: benign / malignant
+
+
+def build_stylegan(size: int, batch_size: int, base_filters: int):
+    """StyleGAN2-ADA with the recipe's networks (``demo`` model up to 64 px, ``paper`` model above), conditional
+    on 2 classes, ADA ``bgc`` at a fixed p = 0.2 so the augmentation runs; ``base_filters`` does not apply."""
+    from keras_medgan.recipes import stylegan2_ada as recipe
+
+    cfg = recipe.get_config("smoke" if size <= 16 else "demo" if size <= 64 else "paper")  # smoke: for tests
+    cfg = recipe.config_lib.replace(cfg, {"data": {"image_size": size, "batch_size": batch_size,
+                                                   "classes": tuple(f"c{i}" for i in range(STYLEGAN_CLASSES))},
+                                          "augment": {"p": 0.2, "target": 0.0}})
+    gan = recipe.build_model(cfg, 3, False)
+    m = cfg.model
+    variant = f"{cfg.preset} model, base {m.channel_base} / max {m.channel_max}, w {m.w_dim}, {STYLEGAN_CLASSES} classes"
+    return gan, _noise_batch(batch_size, size, 3, STYLEGAN_CLASSES), variant
+
+
+BUILDERS = {"dermgan": build_dermgan, "cdcgan": build_cdcgan, "ucgan": build_ucgan, "stylegan": build_stylegan}
+
+
+def step_function(gan, kind: str, g_reg: bool = False, d_reg: bool = False):
+    """The traceable minibatch of a GAN: ``train_step``, or for StyleGAN2-ADA (whose ``train_step`` picks its
+    phases on the host) ``train_phases`` with the regularisation phases given."""
+    if kind == "stylegan":
+        return lambda batch: gan.train_phases(batch, g_reg, d_reg)
+    return gan.train_step
 
 
 def graph_flops(graph) -> float:
@@ -342,6 +377,57 @@ def _wait(logs, strategy) -> None:
     float(value)
 
 
+def _time_steps(step, batch, strategy, steps: int, warmup: int, profile_dir: str | None = None) -> tuple:
+    """``(first call s, [counted step s], counted CPU s)``: the first call alone, then ``warmup`` uncounted and
+    ``steps`` counted calls (the counted ones profiled into ``profile_dir`` when given)."""
+    import tensorflow as tf
+
+    t0 = time.perf_counter()
+    _wait(step(batch), strategy)
+    first = round(time.perf_counter() - t0, 3)
+    times, cpu = [], 0.0
+    for i in range(warmup + steps):
+        if profile_dir and i == warmup:
+            tf.profiler.experimental.start(profile_dir)
+        t0, c0 = time.perf_counter(), time.process_time()
+        _wait(step(batch), strategy)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+            cpu += time.process_time() - c0
+    if profile_dir:
+        tf.profiler.experimental.stop()
+    return first, times, cpu
+
+
+def amortised_step(main_s: float, with_g_reg_s: float, with_d_reg_s: float, pl_interval: int,
+                   r1_interval: int) -> float:
+    """StyleGAN2's lazy regularisation (StyleGAN2 Sec. 3.1, ADA code ``G_reg_interval`` / ``D_reg_interval``): the
+    path-length phase runs every ``pl_interval`` and R1 every ``r1_interval`` minibatches, so a minibatch costs
+    on average ``main + (with G reg - main) / pl_interval + (with D reg - main) / r1_interval`` (a negative
+    difference, timing noise, counts as 0).
+
+    >>> amortised_step(0.3, 0.5, 0.46, 4, 16)
+    0.36
+    """
+    extra = max(with_g_reg_s - main_s, 0.0) / pl_interval + max(with_d_reg_s - main_s, 0.0) / r1_interval
+    return round(main_s + extra, 6)
+
+
+def _stylegan_amortised(gan, batch, strategy, compile_step, main_s: float, batch_size: int, steps: int,
+                        warmup: int) -> dict:
+    """Times the minibatch with each regularisation phase, the amortised minibatch (``amortised_step``) and
+    NVIDIA's ``sec/kimg``: that minibatch per thousand real images."""
+    out = {}
+    for name, g_reg, d_reg in (("g_reg", True, False), ("d_reg", False, True)):
+        _, times, _ = _time_steps(compile_step(step_function(gan, "stylegan", g_reg, d_reg)), batch, strategy,
+                                  max(1, steps // 2), min(warmup, 1))
+        out[f"median_step_with_{name}_s"] = round(statistics.median(times), 4)
+    amortised = amortised_step(main_s, out["median_step_with_g_reg_s"], out["median_step_with_d_reg_s"],
+                               gan.pl_interval, gan.r1_interval)
+    out.update({"amortised_step_s": round(amortised, 4), "sec_per_kimg": round(amortised / batch_size * 1000, 2)})
+    return out
+
+
 def bench_train_step(kind: str, size: int, batch_size: int, precision: str, jit: bool, strategy_kind: str,
                      steps: int, warmup: int, base_filters: int = 64, profile_dir: str | None = None) -> dict:
     """Times one GAN's ``train_step`` in a fresh Keras session under ``precision``; see the module docstring."""
@@ -365,30 +451,23 @@ def bench_train_step(kind: str, size: int, batch_size: int, precision: str, jit:
             replicas = strategy.num_replicas_in_sync
             if batch_size % replicas:
                 raise BenchOptionError(f"batch {batch_size} does not split over {replicas} replicas")
-            if replicas > 1 or strategy_kind == "mirrored":
+            mirrored = replicas > 1 or strategy_kind == "mirrored"
+            if mirrored:
                 per = batch_size // replicas
                 batch = strategy.experimental_distribute_values_from_function(
                     lambda ctx: tf.nest.map_structure(
                         lambda t: t[ctx.replica_id_in_sync_group * per:(ctx.replica_id_in_sync_group + 1) * per],
                         batch))
-                step = tf.function(lambda b: strategy.run(gan.train_step, args=(b,)), jit_compile=jit)
-            else:
-                step = tf.function(gan.train_step, jit_compile=jit)
-            t0 = time.perf_counter()
-            _wait(step(batch), strategy)
-            row["first_step_s"] = round(time.perf_counter() - t0, 3)
-            times, cpu = [], 0.0
-            for i in range(warmup + steps):
-                if profile_dir and i == warmup:
-                    tf.profiler.experimental.start(profile_dir)
-                t0, c0 = time.perf_counter(), time.process_time()
-                _wait(step(batch), strategy)
-                if i >= warmup:
-                    times.append(time.perf_counter() - t0)
-                    cpu += time.process_time() - c0
-            if profile_dir:
-                tf.profiler.experimental.stop()
+
+            def compile_step(fn):
+                return tf.function((lambda b: strategy.run(fn, args=(b,))) if mirrored else fn, jit_compile=jit)
+
+            step = compile_step(step_function(gan, kind))
+            row["first_step_s"], times, cpu = _time_steps(step, batch, strategy, steps, warmup, profile_dir)
             row["traces"] = step.experimental_get_tracing_count()  # 1: no retracing between steps
+            if kind == "stylegan":
+                row.update(_stylegan_amortised(gan, batch, strategy, compile_step, statistics.median(times),
+                                               batch_size, steps, warmup))
             row.update(memory.read())
         median = statistics.median(times)
         row.update({"median_step_s": round(median, 4), "images_per_s": round(batch_size / median, 2),
@@ -590,7 +669,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--strategy", default="default", choices=STRATEGIES,
         help="default (one device) or mirrored (MirroredStrategy over the visible devices; no XLA)")
     add("--batch-sizes", default=None,
-        help="comma-separated, for every model (default: DermGAN 1,4; cDCGAN 64; UCGAN 12)")
+        help="comma-separated, for every model (default: DermGAN 1,4; cDCGAN 64; UCGAN 12; StyleGAN2-ADA 16 up "
+             "to 64 px, 4 above)")
     add("--base-filters", type=int, default=64, help="width of every network (ngf = ndf; default 64)")
     add("--steps", type=int, default=10, help="counted steps (default 10)")
     add("--warmup", type=int, default=3, help="uncounted steps after the first (default 3)")
@@ -635,7 +715,7 @@ def run(args) -> dict:
     if "steps" in args.what:
         for kind, size in args.models:
             for precision in args.precision:
-                for batch_size in batches_for(kind, args):
+                for batch_size in batches_for(kind, args, size):
                     emit(bench_train_step(kind, size, batch_size, precision, args.jit, args.strategy, args.steps,
                                           args.warmup, args.base_filters, profile_dir))
                     if profile_dir:

@@ -19,7 +19,8 @@ TRAIN_COLUMNS = (
     ("precision", "precision", "{}"), ("XLA", "jit", "{}"), ("strategy", "strategy", "{}"),
     ("first step (s)", "first_step_s", "{:.2f}"), ("median s/step", "median_step_s", "{:.4g}"),
     ("images/s", "images_per_s", "{:.4g}"), ("GFLOP/step", "gflop_per_step", "{:.4g}"),
-    ("GFLOP/s", "gflops_achieved", "{:.4g}"), ("peak host MB (at start)", "peak_host_mb", "{:.0f}"),
+    ("GFLOP/s", "gflops_achieved", "{:.4g}"), ("sec/kimg", "sec_per_kimg", "{:.4g}"),
+    ("peak host MB (at start)", "peak_host_mb", "{:.0f}"),
     ("peak GPU MB", "peak_gpu_mb", "{:.0f}"), ("load 1m", "load_1m", "{}"),
 )
 PIPELINE_COLUMNS = (
@@ -65,7 +66,7 @@ def machine_line(result: dict) -> str:
 
 def row_label(row: dict) -> str:
     """The network as the tables name it, e.g. ``DermGAN (resize_conv, base 64)``."""
-    names = {"dermgan": "DermGAN", "cdcgan": "cDCGAN", "ucgan": "UCGAN"}
+    names = {"dermgan": "DermGAN", "cdcgan": "cDCGAN", "ucgan": "UCGAN", "stylegan": "StyleGAN2-ADA"}
     name = names.get(row.get("model"), str(row.get("model")))
     return f"{name} ({row['variant']})" if row.get("variant") else name
 

@@ -273,9 +273,11 @@ def get_config(preset: str = "demo") -> StyleGANConfig:
     \b
     demo  : python -m keras_medgan.recipes.stylegan2_ada
             conditional on the 8 demo-derm classes (2,000 images) at 32 px, batch 16; z = w = 128, 2 mapping
-            layers, channel_base 2048 / max 128; ADA bgc from p = 0, its p step sized for 100 kimg
-            instead of 500 so that p can move within the demo; 24 kimg (1,500 minibatches); FID/KID every 8 kimg
-            with the classifier:auto ruler.
+            layers, channel_base 2048 / max 128; no path-length regularisation and no style mixing (the ADA
+            code's low-resolution ``cifar`` configuration); ADA ``bg`` (no colour transforms: with ``bgc`` the
+            demo's skin turned violet, as paper 003 Sec. 4 reports for ISIC) from p = 0, its p step sized for
+            100 kimg instead of 500 so that p can move within the demo; 24 kimg (1,500 minibatches); FID/KID
+            every 8 kimg with the classifier:auto ruler.
     smoke : 16 px, a few minibatches; for tests.
     paper : python -m keras_medgan.recipes.stylegan2_ada --preset paper --data DIR
             paper 003's conditional benign / malignant model at 256 px; ADA ``auto`` settings at batch 32 (gamma
@@ -289,8 +291,10 @@ def get_config(preset: str = "demo") -> StyleGANConfig:
             data=DataConfig(image_size=32, batch_size=16, shuffle_buffer=2048),
             model=ModelConfig(z_dim=128, w_dim=128, mapping_layers=2, d_mapping_layers=2, channel_base=2048,
                               channel_max=128, num_fp16_res=0, conv_clamp=None),
+            # ADA code, cfg_specs["cifar"] (32 px): pl_weight = 0, style_mixing_prob = 0.
+            loss=LossConfig(pl_weight=0.0, style_mixing_prob=0.0),
             schedule=ScheduleConfig(kimg=24.0, tick_kimg=1.6, snapshot_ticks=5, eval_ticks=5),
-            augment=AugmentConfig(kimg=100.0),
+            augment=AugmentConfig(pipeline="bg", kimg=100.0),
             eval=EvalConfig(trials=10, bootstrap=50),
         )
     if preset == "smoke":
