@@ -6,8 +6,8 @@ and sends back the averaged part and its number of training examples. What stays
 (the parts that are not averaged, both optimizers' state, the noise stream) goes through ``local_state`` and
 ``set_local_state``: the client keeps it in Flower's ``Context.state``, which never leaves the node.
 
-Adding a GAN (e.g. StyleGAN2-ADA once ``gans/stylegan2_ada.py`` is ready): subclass ``GANAdapter`` in the recipe
-layer (see ``recipes/federated_gans.py``), implement the six methods below, and register the class in
+Adding a GAN: subclass ``GANAdapter`` in the recipe layer (``recipes/federated_gans.py`` holds the DCGAN family's
+and StyleGAN2-ADA's), implement the six abstract methods below, and register the class in
 ``recipes.federated_gans.ADAPTERS`` under the name ``--gan`` takes. Nothing in ``client`` or ``server`` changes.
 """
 
@@ -57,6 +57,16 @@ class GANAdapter(abc.ABC):
     @abc.abstractmethod
     def set_local_state(self, arrays: Sequence[np.ndarray]) -> None:
         """Restores ``local_state()``."""
+
+    def use_data(self, data_dir: str) -> None:
+        """Optional: train on another dataset folder from now on, keeping the weights and state (the recipe's
+        comparison arms reset one built model instead of building and tracing one per folder)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot switch datasets")
+
+    def progress(self) -> dict:
+        """Numbers of this client's local state worth reporting each round (step counter, ADA p, ...): they go
+        to the server in the train reply's metrics (``local/<name>``) and into ``rounds.jsonl``; default none."""
+        return {}
 
     @abc.abstractmethod
     def train(self, steps: int) -> dict:

@@ -2,9 +2,10 @@
 
 Messages (Flower's Message API): a ``train`` message carries the global ``arrays`` and a ``config`` record
 with the run's config (JSON), the round and the number of local steps; the reply carries the trained averaged
-part and ``metrics`` with ``num-examples`` (FedAvg's weight). An ``evaluate`` message carries the global arrays;
-the reply's metrics are the client's FID/KID against its own val split, and ``moments`` (feature means and
-covariances) for the server's pooled FID.
+part and ``metrics`` with ``num-examples`` (FedAvg's weight), the last losses and ``local/<name>``: the
+adapter's ``progress()`` (step counter, ADA p), which the server only records. An ``evaluate`` message carries
+the global arrays; the reply's metrics are the client's FID/KID against its own val split, and ``moments``
+(feature means and covariances) for the server's pooled FID.
 
 A node finds its data through its node config: ``data-dir`` (deployment: ``flower-supernode --node-config
 "data-dir='/data/hospital-a'"``) or ``partition-id`` (simulation, and deployment on a partition folder),
@@ -22,7 +23,9 @@ import numpy as np
 from keras_medgan.federated import require_flower
 from keras_medgan.federated.adapter import GANAdapter
 
-_ADAPTERS: dict = {}  # (run id, node id) -> adapter: a process serving a node several rounds builds its GAN once
+# (run id, config hash) -> (adapter, its initial local state): a process builds and traces its GAN once per run
+# and serves every node it is handed with it (Flower's simulation engine sends any node's message to any actor).
+_BUILT: dict = {}
 
 
 class InjectedFailure(RuntimeError):
@@ -52,6 +55,28 @@ def _failure_planned(config: dict, pid: int, rnd: int) -> str | None:
     return None
 
 
+def node_adapter(build_adapter: Callable[[dict, str | None], GANAdapter], config: dict, data_dir: str,
+                 key) -> tuple[GANAdapter, list]:
+    """This process's adapter for run ``key``, pointed at ``data_dir``, and its initial local state.
+
+    The adapter is built once per key; a message for another node's data folder switches it with ``use_data``
+    (the caller then loads that node's weights and local state, or the initial local state for a node that has
+    none yet, so nothing leaks from one node to the next). An adapter that cannot switch is built again.
+    """
+    if key in _BUILT:
+        adapter, initial = _BUILT[key]
+        if adapter.data_dir == data_dir:
+            return adapter, initial
+        try:
+            adapter.use_data(data_dir)
+            return adapter, initial
+        except NotImplementedError:
+            pass
+    adapter = build_adapter(config, data_dir)
+    _BUILT[key] = adapter, adapter.local_state()
+    return _BUILT[key]
+
+
 def make_client_app(build_adapter: Callable[[dict, str | None], GANAdapter]):
     """A ``flwr.clientapp.ClientApp`` around the adapter that ``build_adapter(config, data_dir)`` returns.
 
@@ -69,12 +94,10 @@ def make_client_app(build_adapter: Callable[[dict, str | None], GANAdapter]):
         conf = msg.content["config"]
         config = json.loads(conf["run-config"])
         data_dir, pid = node_data_dir(context.node_config, config)
-        key = (context.run_id, context.node_id, conf["config-hash"])
-        if key not in _ADAPTERS:
-            _ADAPTERS[key] = build_adapter(config, data_dir)
-        adapter = _ADAPTERS[key]
-        if "local" in context.state:  # what this node kept from its previous rounds
-            adapter.set_local_state(context.state["local"].to_numpy_ndarrays())
+        adapter, initial = node_adapter(build_adapter, config, data_dir, (context.run_id, conf["config-hash"]))
+        # What this node kept from its previous rounds (Context.state never leaves the node), else a fresh start.
+        local = context.state["local"].to_numpy_ndarrays() if "local" in context.state else initial
+        adapter.set_local_state(local)
         adapter.set_shared_weights(msg.content["arrays"].to_numpy_ndarrays())
         return adapter, config, pid, int(conf["fed-round"])
 
@@ -90,7 +113,8 @@ def make_client_app(build_adapter: Callable[[dict, str | None], GANAdapter]):
         logs = adapter.train(int(msg.content["config"]["local-steps"]))
         context.state["local"] = ArrayRecord(adapter.local_state())
         metrics = {"num-examples": adapter.num_train_examples, "partition-id": pid,
-                   "train-seconds": time.time() - t0, **{f"loss/{k}": float(v) for k, v in logs.items()}}
+                   "train-seconds": time.time() - t0, **{f"loss/{k}": float(v) for k, v in logs.items()},
+                   **{f"local/{k}": v for k, v in adapter.progress().items()}}
         return Message(RecordDict({"arrays": ArrayRecord(adapter.shared_weights()), "metrics": MetricRecord(metrics)}),
                        reply_to=msg)
 

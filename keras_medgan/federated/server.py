@@ -4,9 +4,14 @@ and pooled evaluation, and a checkpoint of the global weights after every round.
 Paper 003 (Sec. 3.2) uses Flower's built-in FedAvg; so do we (``flwr.serverapp.strategy.FedAvg``, subclassed
 only to record what each client sent and which clients failed). A client that raises or does not answer
 within ``federation.round_timeout`` seconds is left out of that round's average; the round fails (the global
-weights stay as they were) only when fewer than ``federation.min_fit_clients`` clients answered. After each
-round ``<run>/federated/global.npz`` and ``server_state.json`` (round number) are written atomically, so a
-killed server resumes from its last round (``load_state``).
+weights stay as they were) only when fewer than ``federation.min_fit_clients`` clients answered.
+
+A killed server resumes from its last saved global weights and round number (``load_state``). After each round,
+in this order: the round's row is appended to ``<run>/federated/rounds.jsonl``; ``global.npz`` (the global
+weights *and* the round number, one file renamed into place: the commit point) is written atomically; then
+``server_state.json`` (the same round number, for people and tools). A kill before the commit leaves the previous
+round's file whole, and the resumed server drops any ``rounds.jsonl`` row past the committed round before it
+redoes that round, so every round appears once.
 """
 
 from __future__ import annotations
@@ -34,38 +39,71 @@ def fed_dir(run_dir: str) -> str:
     return os.path.join(run_dir, "federated")
 
 
-def save_arrays(path: str, arrays) -> None:
-    """Writes arrays as ``.npz`` (``a00000``, ``a00001``, ...) atomically."""
+def save_arrays(path: str, arrays, round_number: int | None = None) -> None:
+    """Writes arrays as ``.npz`` (``a00000``, ``a00001``, ...) atomically, with ``round`` when given."""
+    extra = {} if round_number is None else {"round": np.asarray(int(round_number), np.int64)}
     with atomic_open(path, "wb") as f:
-        np.savez(f, **{f"a{i:05d}": np.asarray(a) for i, a in enumerate(arrays)})
+        np.savez(f, **{f"a{i:05d}": np.asarray(a) for i, a in enumerate(arrays)}, **extra)
 
 
 def load_arrays(path: str) -> list[np.ndarray]:
+    """The arrays ``save_arrays`` wrote, in order."""
     with np.load(path, allow_pickle=False) as z:
-        return [z[k] for k in sorted(z.files)]
+        return [z[k] for k in sorted(z.files) if k.startswith("a")]
 
 
 def load_state(run_dir: str) -> tuple[int, list[np.ndarray] | None]:
-    """``(rounds done, global weights)`` of a run's last finished round; ``(0, None)`` for a new run."""
-    path = os.path.join(fed_dir(run_dir), STATE_JSON)
+    """``(rounds done, global weights)`` of a run's last committed round; ``(0, None)`` for a new run.
+
+    The round number comes from ``global.npz`` itself (written in one atomic rename with the weights), so the two
+    always match; ``server_state.json`` is only read for runs written before the round was stored there.
+    """
+    path = os.path.join(fed_dir(run_dir), GLOBAL_NPZ)
     if not os.path.exists(path):
         return 0, None
+    with np.load(path, allow_pickle=False) as z:
+        if "round" in z.files:
+            return int(z["round"]), load_arrays(path)
+    with open(os.path.join(fed_dir(run_dir), STATE_JSON), encoding="utf-8") as f:
+        return int(json.load(f)["round"]), load_arrays(path)
+
+
+def truncate_rounds(run_dir: str, done: int) -> int:
+    """Drops ``rounds.jsonl`` rows of rounds after ``done`` (a server killed between writing a round's row and
+    committing its weights left one) and rows torn by a kill; returns how many rows were dropped."""
+    path = os.path.join(fed_dir(run_dir), ROUNDS_JSONL)
+    if not os.path.exists(path):
+        return 0
     with open(path, encoding="utf-8") as f:
-        state = json.load(f)
-    return int(state["round"]), load_arrays(os.path.join(fed_dir(run_dir), state["weights"]))
+        lines = [line for line in f if line.strip()]
+
+    def committed(line: str) -> bool:
+        try:
+            return json.loads(line)["round"] <= done
+        except json.JSONDecodeError:  # a row torn by a kill mid-write
+            return False
+
+    keep = [line if line.endswith("\n") else line + "\n" for line in lines if committed(line)]
+    if len(keep) != len(lines):
+        with atomic_open(path, "w", encoding="utf-8") as f:
+            f.writelines(keep)
+    return len(lines) - len(keep)
 
 
 def read_rounds(run_dir: str) -> list[dict]:
-    """Every finished round's record (``rounds.jsonl``), the last record of a round winning after a resume."""
+    """Every recorded round (``rounds.jsonl``), the last record of a round winning; a row torn by a kill is
+    skipped."""
     path = os.path.join(fed_dir(run_dir), ROUNDS_JSONL)
     if not os.path.exists(path):
         return []
     rows = {}
     with open(path, encoding="utf-8") as f:
         for line in f:
-            if line.strip():
+            try:
                 row = json.loads(line)
-                rows[row["round"]] = row
+            except json.JSONDecodeError:
+                continue
+            rows[row["round"]] = row
     return [rows[k] for k in sorted(rows)]
 
 
@@ -94,7 +132,7 @@ def _make_strategy_class():
             config["fed-round"] = server_round + self.offset
             messages = list(super().configure_train(server_round, arrays, config, grid))
             self.round = {"sampled": [m.metadata.dst_node_id for m in messages], "train": {}, "eval": {},
-                          "failures": [], "t0": time.time()}
+                          "failures": [], "t0": time.time(), "start": arrays}
             return messages
 
         def aggregate_train(self, server_round, replies):
@@ -168,10 +206,14 @@ def run_federation(grid, run_dir: str, build_adapter: Callable[[dict, str | None
     out = fed_dir(run_dir)
     os.makedirs(out, exist_ok=True)
     done, weights = load_state(run_dir)
+    dropped = truncate_rounds(run_dir, done)
     if weights is None:
         weights = build_adapter(config, None).shared_weights()
     elif done:
-        log(f"resuming the federation of {run_dir} after round {done}")
+        log(f"resuming the federation of {run_dir} after round {done} from its saved global weights"
+            + (f" (dropped {dropped} row(s) of an unfinished round from {ROUNDS_JSONL})" if dropped else "")
+            + "; the clients' local state (optimizer moments, step counters, adaptive state such as ADA p, a "
+              "local D) lives in the previous run's nodes and starts afresh")
     remaining = int(fed["rounds"]) - done
     if remaining <= 0:
         log(f"all {fed['rounds']} rounds are done")
@@ -203,19 +245,28 @@ def run_federation(grid, run_dir: str, build_adapter: Callable[[dict, str | None
                               for pid, e in sorted(evals.items())},
                   "trained": sorted(strategy.partition_of[n] for n in r["train"]),
                   "num_examples": {str(strategy.partition_of[n]): t["num_examples"] for n, t in r["train"].items()},
+                  "local": {str(strategy.partition_of[n]): {k[len("local/"):]: v for k, v in t["metrics"].items()
+                                                            if k.startswith("local/")}
+                            for n, t in r["train"].items()},
                   "pooled_fid": pooled_fid(list(evals.values())),
                   "failures": [{k: v for k, v in f.items() if k != "node"} for f in failures]}
+        if done and rnd == done + 1:  # the first round after a restart: the clients' local state started afresh
+            record["resumed"] = True
         if fed.get("save_client_weights"):
             round_dir = os.path.join(out, "rounds", f"round-{rnd:05d}")
             os.makedirs(round_dir, exist_ok=True)
+            save_arrays(os.path.join(round_dir, "start.npz"), r["start"].to_numpy_ndarrays())
             for n, t in r["train"].items():
                 save_arrays(os.path.join(round_dir, f"client-{strategy.partition_of[n]}.npz"), t["arrays"])
             save_arrays(os.path.join(round_dir, GLOBAL_NPZ), state["weights"])
-        save_arrays(os.path.join(out, GLOBAL_NPZ), state["weights"])
-        schema.write_json_atomic(os.path.join(out, STATE_JSON), {"round": rnd, "weights": GLOBAL_NPZ,
-                                                                  "rounds": int(fed["rounds"])})
+        # Row first, then the commit (see the module docstring): a kill in between is undone on resume.
         with open(os.path.join(out, ROUNDS_JSONL), "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        save_arrays(os.path.join(out, GLOBAL_NPZ), state["weights"], round_number=rnd)
+        schema.write_json_atomic(os.path.join(out, STATE_JSON), {"round": rnd, "weights": GLOBAL_NPZ,
+                                                                  "rounds": int(fed["rounds"])})
         fids = ", ".join(f"client {p} {e['fid']:.4g}" for p, e in sorted(evals.items()))
         pooled = record["pooled_fid"]
         log(f"round {rnd}/{fed['rounds']}: FID {fids}; pooled {pooled if pooled is None else f'{pooled:.4g}'}; "

@@ -5,8 +5,10 @@ Sec. 3.2 and 4.1). Recipe card: ``recipes/federated/README.md``. Needs ``pip ins
 Simulation (no arguments: preset ``demo``, 3 simulated hospitals on demo-derm, conditional DCGAN at 32 px,
 about 10 minutes on 2 CPU cores):
     python -m keras_medgan.recipes.federated
+    python -m keras_medgan.recipes.federated --gan stylegan2-ada      # paper 003's GAN on the demo hospitals
     python -m keras_medgan.recipes.federated --preset paper --data data/isic-256        # or a partition folder
     python -m keras_medgan.recipes.federated --resume                 # newest run, from its last finished round
+    python -m keras_medgan.recipes.federated --resume --set federation.rounds=20        # ... and train longer
 \b
 Deployment (server and clients as separate processes, one machine or several):
     flower-superlink --insecure --host 0.0.0.0 --port 8000
@@ -38,13 +40,18 @@ from keras_medgan.federated import INSTALL_HINT
 from keras_medgan.federated.adapter import AVERAGED
 from keras_medgan.io_utils import atomic_open, cache_root
 from keras_medgan.recipes import common
+from keras_medgan.recipes import stylegan2_ada as sg
 from keras_medgan.recipes.noise_gan import LossConfig, ModelConfig, OptimizerConfig
 
 RECIPE = "federated"
 PRESETS = ("demo", "smoke", "paper")
 PROG = "python -m keras_medgan.recipes.federated"
 ARMS = ("federated", "alone", "centralized")
+GANS = ("cdcgan", "cgan", "stylegan2-ada")  # recipes/federated_gans.ADAPTERS
 MODES = ("simulation", "deployment")
+# What --resume may change: the number of rounds (train.steps follows from it), the comparison arms (trained after
+# the federation) and the failure drill.
+RESUME_CHANGEABLE = ("federation.rounds", "train.steps", "federation.arms", "federation.inject_failures")
 # Paper 003 Sec. 3.1: three hospitals of 2k, 12k and 20k ISIC images with the same class mix (ratio 1:6:10).
 PAPER_SIZES = (2000, 12000, 20000)
 
@@ -122,17 +129,42 @@ class FederationConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class StyleGAN2Settings:
+    """The StyleGAN2-ADA sections a federated run uses with ``gan = "stylegan2-ada"`` (ignored by the DCGANs):
+    ``recipes/stylegan2_ada.py``'s networks, loss (R1, path length, style mixing), ADA, Adam and EMA settings.
+
+    Each federated preset starts them from the StyleGAN2-ADA recipe's preset of the same name
+    (``stylegan2_settings``); the run's data, train and eval sections are the federated config's, and a client
+    trains ``federation.local_steps`` minibatches per round instead of the recipe's kimg schedule. Change them
+    with ``--set stylegan2.augment.pipeline=bg`` and the like.
+    """
+
+    model: sg.ModelConfig = sg.ModelConfig()
+    loss: sg.LossConfig = sg.LossConfig()
+    augment: sg.AugmentConfig = sg.AugmentConfig()
+    optimizer: sg.OptimizerConfig = sg.OptimizerConfig()
+    ema: sg.EmaConfig = sg.EmaConfig()
+
+
+def stylegan2_settings(preset: str) -> StyleGAN2Settings:
+    """The ``stylegan2`` section of a federated preset: the StyleGAN2-ADA recipe's preset of the same name."""
+    s = sg.get_config(preset)
+    return StyleGAN2Settings(model=s.model, loss=s.loss, augment=s.augment, optimizer=s.optimizer, ema=s.ema)
+
+
+@dataclasses.dataclass(frozen=True)
 class FederatedConfig:
     """Everything a federated run needs; ``config.json`` in the run directory is this, as JSON.
 
     Args:
         preset, name: the preset it started from and the run name.
         gan: str. The GAN trained (``recipes/federated_gans.ADAPTERS``): ``cdcgan`` / ``cgan`` (the DCGAN
-            family); ``stylegan2-ada`` (paper 003's GAN) is named but not ready yet.
+            family of ``recipes/noise_gan.py``) or ``stylegan2-ada`` (paper 003's GAN, ``recipes/stylegan2_ada.py``).
         data: DataConfig. ``data.data_dir`` is a partition folder (``medgan-data partition``) or a dataset the
             recipe partitions into the run folder; empty = the demo dataset.
         demo_dataset, demo_num_images: the demo data partitioned when ``data.data_dir`` is empty.
-        model, loss, optimizer: the DCGAN's (``recipes/noise_gan.py``).
+        model, loss, optimizer: the DCGAN's (``recipes/noise_gan.py``; ignored by StyleGAN2-ADA).
+        stylegan2: StyleGAN2Settings. StyleGAN2-ADA's networks, loss, ADA, Adam and EMA (ignored by the DCGANs).
         train: TrainConfig. Its seed and precision; ``train.steps`` is set to rounds x local_steps.
         eval: EvalConfig. ``features`` is the one ruler every client uses (``classifier:auto`` is trained once
             on the pooled data); ``periodic_images`` generated images per client evaluation.
@@ -148,17 +180,24 @@ class FederatedConfig:
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
+    stylegan2: StyleGAN2Settings = StyleGAN2Settings()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     federation: FederationConfig = FederationConfig()
 
     def __post_init__(self):
-        from keras_medgan.recipes.federated_gans import ADAPTERS
+        from keras_medgan.recipes.federated_gans import ADAPTERS, stylegan_config
 
         if self.gan not in ADAPTERS:
             raise ValueError(f"gan must be one of {tuple(ADAPTERS)}. Received: {self.gan!r}")
         size = self.data.image_size
-        if not (32 <= size <= 256 and size & (size - 1) == 0):
+        if self.gan == "stylegan2-ada":
+            try:  # StyleGAN2-ADA's own checks (image size, batch vs minibatch-stddev group)
+                stylegan_config(self, None)
+            except ValueError as e:
+                raise ValueError(f"gan=stylegan2-ada: {e} (here StyleGAN2-ADA's model.*, loss.*, augment.*, "
+                                 "optimizer.* and ema.* are stylegan2.model.* and so on)") from None
+        elif not (32 <= size <= 256 and size & (size - 1) == 0):
             raise ValueError(f"data.image_size must be a power of two from 32 to 256 (DCGAN networks). "
                              f"Received: image_size={size}")
         if self.demo_dataset not in demo.DEMO_KINDS:
@@ -174,11 +213,13 @@ def get_config(preset: str = "demo") -> FederatedConfig:
             003's 1:6:10), 25% of each client's patients for val; conditional DCGAN (paper 001 layers, base 16);
             6 rounds of 100 local steps (paper 003's exchange interval), G and D averaged; arms federated,
             alone, centralized; FID on 200 generated images per client with the classifier:auto ruler.
-    smoke : 2 clients, 2 rounds of 2 steps, 32 px; for tests.
+            --gan stylegan2-ada trains the StyleGAN2-ADA recipe's demo networks instead.
+    smoke : 2 clients, 2 rounds of 2 steps, 32 px (StyleGAN2-ADA: the recipe's smoke networks); for tests.
     paper : python -m keras_medgan.recipes.federated --preset paper --data DIR
-            3 clients of 2,000 / 12,000 / 20,000 images (Sec. 3.1), same class mix, FedAvg every 100
-            iterations (Sec. 3.2), 256 px. Paper 003 trains StyleGAN2-ADA; it is not ready here yet, so the
-            preset trains the conditional DCGAN (--gan cdcgan) and says so in the report.
+            paper 003: conditional StyleGAN2-ADA (the StyleGAN2-ADA recipe's paper settings, benign / malignant)
+            at 256 px on 3 clients of 2,000 / 12,000 / 20,000 images (Sec. 3.1), same class mix, FedAvg every
+            100 iterations (Sec. 3.2); Inception-v3 FID.
+    The ``stylegan2`` section of every preset is the StyleGAN2-ADA recipe's preset of the same name.
     """
     dcgan = ModelConfig(latent_dim=100, upsampling="transpose", d_norm="batch", spectral_norm=True)
     if preset == "demo":
@@ -188,6 +229,7 @@ def get_config(preset: str = "demo") -> FederatedConfig:
             model=dataclasses.replace(dcgan, base_filters=16, latent_dim=64),
             train=TrainConfig(steps=600, log_every=100, sample_every=100, checkpoint_every=100),
             eval=EvalConfig(periodic_images=200, ruler_epochs=4),
+            stylegan2=stylegan2_settings("demo"),
             federation=FederationConfig(clients=3, sizes=(140, 840, 1400), rounds=6, local_steps=100,
                                         val_fraction=0.25, client_cpus=1.0))
     if preset == "smoke":
@@ -197,13 +239,14 @@ def get_config(preset: str = "demo") -> FederatedConfig:
             model=dataclasses.replace(dcgan, base_filters=8, latent_dim=16),
             train=TrainConfig(steps=4, log_every=2, sample_every=2, checkpoint_every=2, precision="float32"),
             eval=EvalConfig(periodic_images=24, ruler_epochs=1),
+            stylegan2=stylegan2_settings("smoke"),
             federation=FederationConfig(clients=2, sizes=(80, 140), rounds=2, local_steps=2, val_fraction=0.25,
                                         client_cpus=1.0))
     if preset == "paper":
         return FederatedConfig(
-            preset="paper", name="paper", gan="cdcgan",
-            data=DataConfig(image_size=256, batch_size=32, shuffle_buffer=4096),
-            model=dcgan, train=TrainConfig(steps=10_000),
+            preset="paper", name="paper", gan="stylegan2-ada",
+            data=DataConfig(image_size=256, batch_size=32, shuffle_buffer=4096, classes=sg.PAPER_CLASSES),
+            model=dcgan, stylegan2=stylegan2_settings("paper"), train=TrainConfig(steps=10_000),
             eval=EvalConfig(features="inception_v3", periodic_images=2000),
             federation=FederationConfig(clients=3, sizes=PAPER_SIZES, rounds=100, local_steps=100))
     raise config_lib.ConfigError(f"unknown preset {preset!r}; choose one of {PRESETS}")
@@ -290,20 +333,28 @@ def resolve_ruler(cfg: FederatedConfig) -> FederatedConfig:
 # ---------------------------------------------------------------------------------------------- arms
 
 
-def run_arm(cfg: FederatedConfig, arm: str, run_dir: str) -> list[dict]:
+def run_arm(cfg: FederatedConfig, arm: str, run_dir: str, built: dict | None = None) -> list[dict]:
     """The ``alone`` or ``centralized`` arm: the same GAN, the same steps per round, no Flower.
 
     ``alone``: each client trains on its own data and is evaluated on its own val split. ``centralized``: one
-    GAN on the pooled data, evaluated on every client's val split. Returns rows like ``rounds.jsonl``'s.
+    GAN on the pooled data, evaluated on every client's val split. Every trained GAN starts from the same seeded
+    weights and state as the federation's; one model is built (and traced) and reset for each dataset, kept in
+    ``built`` to serve the next arm too. Returns rows like ``rounds.jsonl``'s.
     """
+    built = {} if built is None else built
+    fed = cfg.federation
     path = os.path.join(run_dir, "arms", f"{arm}.json")
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            rows = json.load(f)
+        if len(rows) == fed.rounds:
+            return rows
+        # A resumed run with more (or fewer) rounds: the arm has no state to continue from, so it is retrained.
+        print(f"[{arm}] {path} covers {len(rows)} round(s), the run now has {fed.rounds}: training the arm again")
     from keras_medgan.federated.server import pooled_fid
     from keras_medgan.recipes.federated_gans import ADAPTERS
 
-    fed, config = cfg.federation, config_lib.to_dict(cfg)
+    config = config_lib.to_dict(cfg)
     ruler, n_eval = cfg.eval.features, cfg.eval.periodic_images
     rows = [{"round": r, "clients": {}} for r in range(1, fed.rounds + 1)]
     if arm == "alone":
@@ -314,7 +365,17 @@ def run_arm(cfg: FederatedConfig, arm: str, run_dir: str) -> list[dict]:
         groups = [(fed.pooled_dir, {str(i): d for i, d in enumerate(fed.client_dirs)})]
     evals = {r: [] for r in range(1, fed.rounds + 1)}
     for train_dir, targets in groups:
-        adapter = ADAPTERS[cfg.gan](config_from_dict(config), train_dir, fed.averaged)
+        adapter = built.get("adapter")
+        if adapter is not None:
+            try:  # one built (and traced) model for every folder, each time from the same seeded start
+                adapter.use_data(train_dir)
+                adapter.set_shared_weights(built["start"][0])
+                adapter.set_local_state(built["start"][1])
+            except NotImplementedError:
+                adapter = None
+        if adapter is None:
+            adapter = ADAPTERS[cfg.gan](config_from_dict(config), train_dir, fed.averaged)
+            built.update(adapter=adapter, start=(adapter.shared_weights(), adapter.local_state()))
         for r in range(1, fed.rounds + 1):
             t0 = time.time()
             adapter.train(fed.local_steps)
@@ -404,6 +465,26 @@ def plot_curves(curves: dict, sizes: dict, path: str) -> Optional[str]:
     return path
 
 
+def stylegan_lines(cfg: FederatedConfig, fed_rows: list[dict]) -> list[str]:
+    """The report's StyleGAN2-ADA lines: its settings, and each client's own step counter and ADA p at its last
+    training round (local state, never averaged)."""
+    if cfg.gan != "stylegan2-ada":
+        return []
+    s, a = cfg.stylegan2, cfg.stylegan2.augment
+    kind = f"conditional on {len(cfg.data.classes)} classes" if s.model.conditional else "unconditional"
+    ada = "off" if a.pipeline == "none" else f"`{a.pipeline}`, p from {a.p}" + (
+        f", adaptive (target r_t {a.target})" if a.target else ", fixed")
+    last = {}
+    for row in fed_rows:
+        last.update(row.get("local", {}))
+    state = "; ".join(f"client {c}: step {int(v['step'])}, ADA p {v['ada-p']:.4f}" for c, v in sorted(last.items())
+                      if "step" in v and "ada-p" in v)
+    return [f"- StyleGAN2-ADA ({kind}): z {s.model.z_dim}, w {s.model.w_dim}, channel_base {s.model.channel_base} / "
+            f"max {s.model.channel_max}; R1 every {s.loss.r1_interval}, path length weight {s.loss.pl_weight} every "
+            f"{s.loss.pl_interval}; ADA {ada}; EMA half-life {s.ema.kimg} kimg; FID of the EMA generator",
+            f"- Local state at each client's last round: {state or 'not reported'}"]
+
+
 def write_report(run_dir: str, cfg: FederatedConfig, mode: str, seconds: dict) -> dict:
     """``metrics.json``, ``fid_vs_round.png`` and ``report.md`` from the finished arms."""
     from keras_medgan.federated.server import read_rounds
@@ -430,19 +511,26 @@ def write_report(run_dir: str, cfg: FederatedConfig, mode: str, seconds: dict) -
     def fmt(v):
         return "—" if v is None else f"{v:.4g}"
 
+    stylegan = cfg.gan == "stylegan2-ada"
+    averaged = ("G, EMA G and D" if fed.averaged == "gd" else "G and EMA G (D local)") if stylegan else (
+        "G and D" if fed.averaged == "gd" else "G only (D local)")
+    local = ("optimizer state, step counter (kimg), ADA p and r_t, path-length mean and RNG streams local" if stylegan
+             else "optimizer state local")
     lines = [f"# Federated {cfg.gan} run report (paper 003, Sec. 3.2 / 4.1)", "",
              f"- Mode: {mode} (Flower); {fed.clients} clients, FedAvg weighted by training images, {len(fed_rows)} "
-             f"of {fed.rounds} rounds of {fed.local_steps} local steps; averaged: "
-             f"{'G and D' if fed.averaged == 'gd' else 'G only (D local)'}; optimizer state local",
+             f"of {fed.rounds} rounds of {fed.local_steps} local steps; averaged: {averaged}; {local}",
+             *stylegan_lines(cfg, fed_rows),
              f"- Data: `{cfg.data.data_dir}` (skew `{fed.skew}`), {cfg.data.image_size} px, classes "
              f"{', '.join(cfg.data.classes)}; training images per client: "
              + ", ".join(f"client {c} {n}" for c, n in sorted(sizes.items())),
              f"- Ruler: `{cfg.eval.features}`; {cfg.eval.periodic_images} generated images per client evaluation "
              "against the client's own val split; pooled FID from the clients' feature moments",
-             "- Time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())]
-    if cfg.preset == "paper":
-        lines.append("- Note: paper 003 trains StyleGAN2-ADA; it is not ready in keras-medgan yet, so this run "
-                     "trains the conditional DCGAN.")
+             "- Time (this session): " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())]
+    resumed = [r["round"] for r in fed_rows if r.get("resumed")]
+    if resumed:
+        lines.append(f"- Resumed (server restarted) before round(s) {', '.join(map(str, resumed))}: from the saved "
+                     "global weights; each client's local state (optimizer moments, step counter, ADA p, a local D) "
+                     "started afresh there")
     lines += ["", "## FID against round (each client's own val split)", "",
               f"![FID against round]({os.path.basename(chart)})" if chart else "(matplotlib missing: no chart)", ""]
     arm_names = ["federated", *arms]
@@ -498,16 +586,17 @@ def _start(parser, args):
             run_dir = args.run_dir or common.latest_run_dir(RECIPE)
             if run_dir is None:
                 raise config_lib.ConfigError(f"--resume: no run under {common.runs_root()}/{RECIPE}; pass --run-dir")
-            return common.resume_config(run_dir, get_config, args), run_dir
+            cfg = common.resume_config(run_dir, get_config, args, changeable=RESUME_CHANGEABLE)
+            if args.gan and args.gan != cfg.gan:
+                raise config_lib.ConfigError(f"--gan {args.gan}: {run_dir} trains {cfg.gan}; a resumed run keeps "
+                                             "its GAN")
+            fed = cfg.federation
+            return config_lib.replace(cfg, {"train": {"steps": fed.rounds * fed.local_steps}}), run_dir
         cfg = common.resolve_config(get_config, args)
         if args.gan:
             cfg = config_lib.replace(cfg, {"gan": args.gan})
     except (config_lib.ConfigError, ValueError) as e:
         parser.error(str(e))
-    from keras_medgan.recipes.federated_gans import ADAPTERS, NOT_READY
-
-    if ADAPTERS[cfg.gan] is None:
-        raise common.RecipeError(NOT_READY[cfg.gan])
     if cfg.federation.secagg:
         raise common.RecipeError(
             "federation.secagg: Flower 1.41 offers SecAgg+ (SecAggPlusWorkflow + secaggplus_mod) only for the "
@@ -546,9 +635,11 @@ def _deploy(run_dir: str, superlink: str) -> None:
 
 def train(argv) -> int:
     parser = common.build_parser(PROG, __doc__, PRESETS)
-    parser.add_argument("--gan", default=None,
-                        help="The GAN every hospital trains: cdcgan or cgan (the DCGAN family, recipes/noise_gan.py); "
-                             "stylegan2-ada once it is ready. Default: the preset's (cdcgan).")
+    parser.add_argument("--gan", default=None, choices=GANS,
+                        help="The GAN every hospital trains: cdcgan or cgan (the DCGAN family, recipes/noise_gan.py; "
+                             "settings model.*, loss.*, optimizer.*) or stylegan2-ada (paper 003's GAN, "
+                             "recipes/stylegan2_ada.py; settings stylegan2.*, from the StyleGAN2-ADA recipe's preset "
+                             "of the same name). Default: the preset's (demo, smoke: cdcgan; paper: stylegan2-ada).")
     parser.add_argument("--mode", choices=MODES, default="simulation",
                         help="simulation: Flower's simulation engine (Ray) runs the server and every client on this "
                              "machine. deployment: submit to a running SuperLink (--superlink) whose SuperNodes run "
@@ -568,7 +659,8 @@ def train(argv) -> int:
         run_dir = args.run_dir or common.new_run_dir(RECIPE, cfg.name)
         os.makedirs(run_dir, exist_ok=True)
         cfg = resolve_ruler(resolve_data(cfg, run_dir))
-        schema.write_json_atomic(os.path.join(run_dir, "config.json"), config_lib.to_dict(cfg))
+    # The server reads config.json (a resume may have changed federation.rounds).
+    schema.write_json_atomic(os.path.join(run_dir, "config.json"), config_lib.to_dict(cfg))
     print(f"run directory: {run_dir}")
     from keras_medgan.federated.client import make_client_app
     from keras_medgan.federated.server import load_state, make_server_app, simulate
@@ -588,6 +680,7 @@ def train(argv) -> int:
     if done < cfg.federation.rounds:
         raise common.RecipeError(f"the federation stopped after round {done} of {cfg.federation.rounds} (see the "
                                  f"log above); continue it with --resume --run-dir {run_dir}")
+    built: dict = {}  # one model for every arm (run_arm)
     for arm in cfg.federation.arms:
         if arm == "federated":
             continue
@@ -595,7 +688,7 @@ def train(argv) -> int:
             print(f"skipping the {arm} arm: the clients' data is not on this machine")
             continue
         t0 = time.time()
-        run_arm(cfg, arm, run_dir)
+        run_arm(cfg, arm, run_dir, built)
         seconds[arm] = time.time() - t0
     metrics = write_report(run_dir, cfg, args.mode, seconds)
     for c, s in metrics["speedup"].items():

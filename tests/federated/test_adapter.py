@@ -2,6 +2,8 @@
 
 import builtins
 import importlib
+import json
+import os
 import sys
 
 import numpy as np
@@ -48,3 +50,88 @@ def test_imports_without_flower_and_recipe_names_the_extra(monkeypatch, capsys):
     recipe = importlib.import_module("keras_medgan.recipes.federated")
     assert recipe.main(["--preset", "smoke", "--dry-run"]) == 1
     assert 'pip install -e ".[federated]"' in capsys.readouterr().err
+
+
+def test_server_state_commit_survives_a_kill_at_any_point(tmp_path):
+    """``global.npz`` (weights + round, one atomic rename) is the commit point; a ``rounds.jsonl`` row written
+    before a kill that prevented the commit, or torn by it, is dropped on resume."""
+    from keras_medgan.federated.server import (GLOBAL_NPZ, ROUNDS_JSONL, STATE_JSON, fed_dir, load_state,
+                                               read_rounds, save_arrays, truncate_rounds)
+
+    run = str(tmp_path)
+    assert load_state(run) == (0, None) and truncate_rounds(run, 0) == 0
+    out = fed_dir(run)
+    save_arrays(os.path.join(out, GLOBAL_NPZ), [np.ones(3), np.zeros((2, 2))], round_number=2)
+    with open(os.path.join(out, STATE_JSON), "w") as f:  # killed before server_state.json caught up
+        json.dump({"round": 1, "weights": GLOBAL_NPZ}, f)
+    with open(os.path.join(out, ROUNDS_JSONL), "w") as f:
+        f.write("".join(json.dumps({"round": r}) + "\n" for r in (1, 2, 3)) + '{"round": 4, "cli')
+    assert [r["round"] for r in read_rounds(run)] == [1, 2, 3]  # the torn row is skipped
+    done, weights = load_state(run)
+    assert done == 2 and [w.shape for w in weights] == [(3,), (2, 2)]
+    assert truncate_rounds(run, done) == 2
+    assert [r["round"] for r in read_rounds(run)] == [1, 2]
+    assert open(os.path.join(out, ROUNDS_JSONL)).read().count("\n") == 2
+    # A run written before global.npz held its round: server_state.json says which.
+    save_arrays(os.path.join(out, GLOBAL_NPZ), [np.ones(3)])
+    assert load_state(run)[0] == 1
+
+
+class _CountingAdapter:
+    """A stand-in GAN for ``run_arm``: one number of "weights", a step counter as local state."""
+
+    builds = 0
+
+    def __init__(self, cfg, data_dir, averaged="gd"):
+        type(self).builds += 1
+        self.data_dir, self.w, self.step, self.trained = data_dir, np.zeros(1), np.zeros(()), []
+
+    def shared_weights(self):
+        return [self.w.copy()]
+
+    def set_shared_weights(self, arrays):
+        self.w = np.array(arrays[0])
+
+    def local_state(self):
+        return [self.step.copy()]
+
+    def set_local_state(self, arrays):
+        self.step = np.array(arrays[0])
+
+    def use_data(self, data_dir):
+        self.data_dir = data_dir
+
+    def train(self, steps):
+        self.trained.append((self.data_dir, int(self.step)))
+        self.step = self.step + steps
+        self.w = self.w + 1
+        return {}
+
+    def evaluate(self, ruler, num_images, reference_dir=None):
+        m = np.array([float(self.w[0]), 0.0])
+        return {"fid": 10.0 / (1 + self.w[0]), "kid": 0.0, "num_real": 4, "num_fake": 4, "real_mean": np.zeros(2),
+                "real_cov": np.eye(2), "fake_mean": m, "fake_cov": np.eye(2)}
+
+
+def test_arms_reuse_one_model_and_retrain_when_the_rounds_change(tmp_path, monkeypatch):
+    from keras_medgan import config as config_lib
+    from keras_medgan.recipes import federated, federated_gans
+
+    monkeypatch.setitem(federated_gans.ADAPTERS, "cdcgan", _CountingAdapter)
+    _CountingAdapter.builds = 0
+    cfg = config_lib.replace(federated.get_config("smoke"), {"federation": {
+        "client_dirs": ["c0", "c1"], "pooled_dir": "pooled", "rounds": 2, "local_steps": 3}})
+    built = {}
+    rows = federated.run_arm(cfg, "alone", str(tmp_path), built)
+    adapter = built["adapter"]
+    # Both clients trained from the same start (step 0, weights 0), 2 rounds of 3 steps each, one build.
+    assert adapter.trained == [("c0", 0), ("c0", 3), ("c1", 0), ("c1", 3)] and _CountingAdapter.builds == 1
+    assert [sorted(r["clients"]) for r in rows] == [["0", "1"], ["0", "1"]]
+    assert [r["clients"]["1"]["fid"] for r in rows] == [5.0, 10.0 / 3]
+    central = federated.run_arm(cfg, "centralized", str(tmp_path), built)
+    assert _CountingAdapter.builds == 1 and adapter.trained[-2:] == [("pooled", 0), ("pooled", 3)]
+    assert all(r["pooled_fid"] is not None for r in central) and set(central[0]["clients"]) == {"0", "1"}
+    # Cached: nothing trains again; a resumed run with more rounds trains the arm again.
+    assert federated.run_arm(cfg, "alone", str(tmp_path), built) == rows and len(adapter.trained) == 6
+    longer = config_lib.replace(cfg, {"federation": {"rounds": 3}})
+    assert len(federated.run_arm(longer, "alone", str(tmp_path), built)) == 3 and len(adapter.trained) == 12
