@@ -40,8 +40,8 @@ class RecipeError(RuntimeError):
     """A failure the user can fix; the recipe prints it and exits with status 1."""
 
 
-def build_parser(prog: str, description: str, presets) -> argparse.ArgumentParser:
-    """The shared recipe command line."""
+def build_parser(prog: str, description: str, presets, changeable=("train.steps",)) -> argparse.ArgumentParser:
+    """The shared recipe command line; ``changeable``: the keys ``--resume`` accepts with ``--set``."""
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=list(presets), default="demo",
@@ -61,7 +61,7 @@ def build_parser(prog: str, description: str, presets) -> argparse.ArgumentParse
     parser.add_argument("--resume", action="store_true",
                         help="Continue a run exactly where its last checkpoint left off (weights, optimizers, step, "
                              "RNG and data position): the --run-dir given, or the newest run of this recipe. "
-                             "Only train.steps may be changed (with --set) when resuming.")
+                             f"Only {' or '.join(changeable)} may be changed (with --set) when resuming.")
     parser.add_argument("--precision", choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"], default=None,
                         help="Compute precision. auto = float16 on a GPU, bfloat16 on a CPU with AVX512_BF16, "
                              "else float32. Default: the config's train.precision.")

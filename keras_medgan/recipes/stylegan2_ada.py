@@ -512,7 +512,7 @@ def selection_markdown(run_dir: str) -> str:
 
 
 def train(argv) -> int:
-    parser = common.build_parser(PROG, __doc__, PRESETS)
+    parser = common.build_parser(PROG, __doc__, PRESETS, changeable=("schedule.kimg",))  # train.steps follows it
     args = parser.parse_args(argv)
     cfg, run_dir, ckpt = common.start_run(parser, args, get_config, RECIPE, apply_schedule,
                                           changeable=("train.steps", "schedule.kimg"))
