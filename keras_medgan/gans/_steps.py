@@ -78,6 +78,28 @@ def replica_uniform(batch_size, seed):
     return replica_random(lambda n, s: keras.random.uniform((n,), seed=s, dtype="float32"), batch_size, seed)
 
 
+def check_generate_labels(labels, num_classes: int) -> tuple:
+    """``generate``'s ``labels`` argument: ``(count, int32 class tensor)`` for a conditional model (one index per
+    image, each in ``[0, num_classes)``), ``(count, None)`` for an unconditional one (the number of images).
+
+    >>> check_generate_labels(3, 0)
+    (3, None)
+    """
+    if num_classes:
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"`labels` must be a 1-D sequence of class indices. Received: labels={labels!r}")
+        bad = labels[(labels < 0) | (labels >= num_classes)]
+        if bad.size:
+            raise ValueError(f"`labels` must be in [0, {num_classes}) (num_classes={num_classes}). "
+                             f"Received: {sorted(set(bad.tolist()))}")
+        return len(labels), tf.constant(labels, tf.int32)
+    if isinstance(labels, bool) or not isinstance(labels, (int, np.integer)) or labels < 0:
+        raise ValueError("An unconditional model (num_classes=0) takes the number of images as `labels`. "
+                         f"Received: labels={labels!r}")
+    return int(labels), None
+
+
 def generate_in_batches(generate_fn, z, batch_size: int, output_shape) -> np.ndarray:
     """``generate_fn(z_chunk, start)`` over ``batch_size`` chunks of the noise ``z``, concatenated as float32 numpy
     (an empty ``[0, *output_shape]`` array for no noise). ``start`` lets the caller slice matching labels."""

@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from keras_medgan.distribute import wrap_for_loss_scaling
 from keras_medgan.gans._steps import (
+    check_generate_labels,
     generate_in_batches,
     apply_scaled_gradients,
     replica_normal,
@@ -285,20 +286,7 @@ class ConditionalDCGAN(keras.Model):
         Returns:
             float32 numpy array `[N, H, W, C]` in [-1, 1].
         """
-        if self.num_classes:
-            labels = np.asarray(labels)
-            if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-                raise ValueError(f"`labels` must be a 1-D sequence of class indices. Received: labels={labels!r}")
-            bad = labels[(labels < 0) | (labels >= self.num_classes)]
-            if bad.size:
-                raise ValueError(f"`labels` must be in [0, {self.num_classes}) (num_classes={self.num_classes}). "
-                                 f"Received: {sorted(set(bad.tolist()))}")
-            count, labels = len(labels), tf.constant(labels, tf.int32)
-        else:
-            if isinstance(labels, bool) or not isinstance(labels, (int, np.integer)) or labels < 0:
-                raise ValueError("An unconditional model (num_classes=0) takes the number of images as `labels`. "
-                                 f"Received: labels={labels!r}")
-            count, labels = int(labels), None
+        count, labels = check_generate_labels(labels, self.num_classes)
         z = keras.random.normal((count, self.latent_dim), seed=seed, dtype="float32")
         return generate_in_batches(
             lambda chunk, i: self._generate(chunk, None if labels is None else labels[i:i + batch_size],

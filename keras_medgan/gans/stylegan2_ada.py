@@ -30,8 +30,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_medgan.distribute import wrap_for_loss_scaling
-from keras_medgan.gans._steps import (apply_scaled_gradients, generate_in_batches, replica_normal, scaled_loss,
-                                      track_grad_norm)
+from keras_medgan.gans._steps import (apply_scaled_gradients, check_generate_labels, generate_in_batches,
+                                      replica_normal, scaled_loss, track_grad_norm)
 from keras_medgan.layers.ada import AUGMENT_SPECS, ada_augment, adjust_p
 from keras_medgan.losses.adversarial import vanilla_discriminator_loss, vanilla_generator_loss
 from keras_medgan.losses.penalties import path_length_penalty, path_lengths, r1_penalty
@@ -392,7 +392,7 @@ class StyleGAN2ADA(keras.Model):
             batch_size: int. Images per call (the result does not depend on it).
             truncation_psi, truncation_cutoff: the truncation trick (StyleGAN Sec. 3.1 / Appendix B).
         """
-        count, labels = _check_labels(labels, self.num_classes)
+        count, labels = check_generate_labels(labels, self.num_classes)
         z = keras.random.normal((count, self.z_dim), seed=seed, dtype="float32")
 
         def run(chunk, i):
@@ -414,20 +414,3 @@ def replica_normal_like(x, seed):
     shape = tf.shape(x)
     flat = replica_normal(shape[0], tf.reduce_prod(shape[1:]), seed)
     return tf.reshape(flat, shape)
-
-
-def _check_labels(labels, num_classes: int):
-    """``(count, int32 labels tensor or None)``: class indices for a conditional model, a count otherwise."""
-    if num_classes:
-        labels = np.asarray(labels)
-        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"`labels` must be a 1-D sequence of class indices. Received: labels={labels!r}")
-        bad = labels[(labels < 0) | (labels >= num_classes)]
-        if bad.size:
-            raise ValueError(f"`labels` must be in [0, {num_classes}) (num_classes={num_classes}). "
-                             f"Received: {sorted(set(bad.tolist()))}")
-        return len(labels), tf.constant(labels, tf.int32)
-    if isinstance(labels, bool) or not isinstance(labels, (int, np.integer)) or labels < 0:
-        raise ValueError(f"An unconditional model (num_classes=0) takes the number of images as `labels`. "
-                         f"Received: labels={labels!r}")
-    return int(labels), None
