@@ -3,11 +3,12 @@ its statistics and its report (critical review, Bissoto et al. 2021; DermGAN Sec
 
 from keras_medgan.evaluation.augmentation import AugmentationConfig, conventional_augmentation
 from keras_medgan.evaluation.classifiers import CLASSIFIERS, ClassifierConfig, build_classifier
+from keras_medgan.evaluation.locking import StudyLocked
 from keras_medgan.evaluation.study import (ArmConfig, GroupConfig, SourceConfig, Study, StudyConfig,
-                                           TestSetConfig, TestSetSelectionError, load_study_config)
-from keras_medgan.evaluation.training import TrainingConfig, predict_probabilities, train_classifier
+                                           TestSetConfig, TestSetSelectionError, UnionImages, load_study_config)
+from keras_medgan.evaluation.training import Rows, TrainingConfig, predict_probabilities, train_classifier
 
 __all__ = ["AugmentationConfig", "conventional_augmentation", "CLASSIFIERS", "ClassifierConfig", "build_classifier",
            "ArmConfig", "GroupConfig", "SourceConfig", "Study", "StudyConfig", "TestSetConfig",
-           "TestSetSelectionError", "load_study_config", "TrainingConfig", "predict_probabilities",
-           "train_classifier"]
+           "TestSetSelectionError", "UnionImages", "load_study_config", "StudyLocked", "Rows", "TrainingConfig",
+           "predict_probabilities", "train_classifier"]

@@ -22,6 +22,22 @@ from keras_medgan.evaluation.study import TEST_LABELS, StudyConfig, load_predict
 from keras_medgan.io_utils import atomic_open
 
 MEASURE_NAMES = {"auc": "AUC", "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy"}
+# How each mode is introduced in report.md (critical review Sec. 3 and Table 2; synth-only from paper 003).
+MODE_TITLES = {
+    "augmentation": "Augmentation: synthetic images added to the real ones (critical review Sec. 3, Table 2 "
+                    "first row); each arm is compared with the real data alone at the same real fraction",
+    "anonymization": "Anonymization: synthetic images replace real ones (critical review Sec. 3, Table 2 second "
+                     "row); 1/x:0 is each group's baseline, 1:0 the upper bound, and anonymization is only of "
+                     "interest above its baseline (Sec. 4.2)",
+    "synth-only": "Synth-only: trained on synthetic images alone (paper 003), compared with the classifier "
+                  "trained on all the real data (1:0)",
+}
+MODE_TAGS = {"augmentation": "aug.", "anonymization": "anon.", "synth-only": "synth-only"}
+
+
+def display_label(label: str, mode: str | None, multi_mode: bool) -> str:
+    """An arm's Fig. 2 label, tagged with its mode when the study has several (1:1 sgn is then ambiguous)."""
+    return f"{label} [{MODE_TAGS.get(mode, mode)}]" if multi_mode and mode else label
 
 
 def _spread(values) -> dict:
@@ -40,6 +56,8 @@ def summarize(cfg: StudyConfig, rows: list[dict], out_dir: str) -> dict:
     """The statistics of a (complete or partial) study; see the module docstring."""
     metric, class_names = cfg.metric, list(cfg.data.classes)
     arms = cfg.all_arms()
+    twins = cfg.twins()
+    modes = cfg.modes()
     by_arm = {a.name: {r["replicate"]: r for r in rows if r["arm"] == a.name} for a in arms}
     with np.load(os.path.join(out_dir, TEST_LABELS)) as data:
         labels = {t.name: data[f"{t.name}/labels"] for t in cfg.test_sets}
@@ -57,6 +75,7 @@ def summarize(cfg: StudyConfig, rows: list[dict], out_dir: str) -> dict:
             reps = sorted(by_arm[a.name])
             arm_stats[a.name] = {
                 "label": a.label(class_names), "mode": a.mode, "baseline": getattr(cfg.baseline_of(a), "name", None),
+                "same_model_as": twins.get(a.name),
                 **{m: _spread([by_arm[a.name][r]["tests"][t.name][m] for r in reps])
                    for m in statistics.SCALAR_MEASURES},
                 "values": [by_arm[a.name][r]["tests"][t.name][metric] for r in reps],
@@ -79,13 +98,19 @@ def summarize(cfg: StudyConfig, rows: list[dict], out_dir: str) -> dict:
                                                    [probs(a.name, r, t.name) for r in pairs],
                                                    [probs(base.name, r, t.name) for r in pairs],
                                                    resamples=cfg.bootstrap, seed=cfg.seed)
-            comparisons.append({"arm": a.name, "label": a.label(class_names), "baseline": base.name,
+            comparisons.append({"arm": a.name, "label": a.label(class_names), "mode": a.mode, "baseline": base.name,
                                 "baseline_label": base.label(class_names), "pairs": len(pairs),
                                 "t_test": {k: _nan_to_none(v) if isinstance(v, float) else v for k, v in test.items()},
                                 "bootstrap": boot})
-        p_t = statistics.holm([c["t_test"]["p_value"] if c["t_test"]["p_value"] is not None else np.nan
-                               for c in comparisons])
-        p_b = statistics.holm([c["bootstrap"]["p_value"] if c["bootstrap"] else np.nan for c in comparisons])
+        # Holm across the arms of this test set within each mode: each application is its own experiment
+        # (Table 2), and a twin arm of another mode would otherwise count the same models twice.
+        p_t, p_b = np.full(len(comparisons), np.nan), np.full(len(comparisons), np.nan)
+        for mode in {c["mode"] for c in comparisons}:
+            family = [i for i, c in enumerate(comparisons) if c["mode"] == mode]
+            p_t[family] = statistics.holm([comparisons[i]["t_test"]["p_value"] if comparisons[i]["t_test"][
+                "p_value"] is not None else np.nan for i in family])
+            p_b[family] = statistics.holm([comparisons[i]["bootstrap"]["p_value"] if comparisons[i]["bootstrap"]
+                                           else np.nan for i in family])
         for c, pt, pb in zip(comparisons, p_t, p_b):
             c["t_test"]["p_holm"] = _nan_to_none(pt)
             if c["bootstrap"]:
@@ -97,7 +122,9 @@ def summarize(cfg: StudyConfig, rows: list[dict], out_dir: str) -> dict:
                          "arms": arm_stats, "comparisons": comparisons}
     expected = len(arms) * cfg.replicates
     return {"metric": metric, "alpha": cfg.alpha, "replicates": cfg.replicates, "rows": len(rows),
+            "models_trained": sum(1 for r in rows if not r.get("same_model_as")),
             "cells_expected": expected, "complete": len(rows) == expected, "class_names": class_names,
+            "modes": modes,
             "classifier": cfg.classifier.name, "weights": sorted({r["weights"] for r in rows}), "tests": tests}
 
 
@@ -116,10 +143,11 @@ def _fitzpatrick_means(reports: list[dict], metric: str) -> dict:
 
 
 def write_csv(path: str, rows: list[dict], cfg: StudyConfig) -> None:
-    """``results.csv``: one row per trained model; test measures as ``<test>:<measure>`` columns."""
+    """``results.csv``: one row per cell; test measures as ``<test>:<measure>`` columns. ``same_model_as`` names
+    the cell whose model a twin arm's row reuses (count distinct models without those rows)."""
     fixed = ["cell", "arm", "replicate", "label", "mode", "source", "sampling", "real_fraction", "ratio",
-             "class_ratios", "n_real", "n_synthetic", "classifier", "weights", "epochs_run", "best_epoch",
-             f"best_{cfg.training.monitor}", "seconds"]
+             "class_ratios", "n_real", "n_synthetic", "synthetic_members", "same_model_as", "classifier", "weights",
+             "epochs_run", "best_epoch", f"best_{cfg.training.monitor}", "seconds"]
     columns = list(fixed)
     for t in cfg.test_sets:
         columns += [f"{t.name}:{m}" for m in statistics.SCALAR_MEASURES]
@@ -149,20 +177,25 @@ def _p(value) -> str:
 def verdict(summary: dict) -> list[str]:
     """Plain sentences: which arms differ significantly from their baseline, where, and by how much."""
     metric = MEASURE_NAMES[summary["metric"]]
+    multi = len(summary.get("modes") or {}) > 1
+
+    def arm(c, key="label", mode=None):
+        return display_label(c[key], mode or c.get("mode"), multi)
+
     significant = [(name, c) for name, t in summary["tests"].items() for c in t["comparisons"] if c["significant"]]
     tested = [c for t in summary["tests"].values() for c in t["comparisons"] if c["t_test"]["p_value"] is not None]
-    family = (f"paired t-test over replicates, Holm-corrected across the arms of each test set, alpha = "
-              f"{summary['alpha']}")
+    family = ("paired t-test over replicates, Holm-corrected across the arms of each test set"
+              + (" and mode" if multi else "") + f", alpha = {summary['alpha']}")
     if not tested:
         return [f"**No comparison could be tested**: at least two replicates of an arm and of its baseline are "
-                f"needed ({summary['rows']} of {summary['cells_expected']} models trained)."]
+                f"needed ({summary['rows']} of {summary['cells_expected']} cells done)."]
     boot_only = [(name, c) for name, t in summary["tests"].items() for c in t["comparisons"]
                  if not c["significant"] and c["bootstrap"] and c["bootstrap"].get("p_holm") is not None
                  and c["bootstrap"]["p_holm"] < summary["alpha"]]
     note = []
     if boot_only:
         note = ["", "The paired bootstrap over the test images alone, which ignores the spread between training "
-                "runs, finds a difference for " + "; ".join(f"{c['label']} on `{name}` "
+                "runs, finds a difference for " + "; ".join(f"{arm(c)} on `{name}` "
                                                              f"({c['bootstrap']['difference']:+.3f})"
                                                              for name, c in boot_only)
                 + ". Across replicates these differences are not distinguishable from run-to-run noise."]
@@ -172,7 +205,8 @@ def verdict(summary: dict) -> list[str]:
     lines = []
     for name, c in significant:
         t = c["t_test"]
-        lines.append(f"- **{c['label']}** vs {c['baseline_label']} on `{name}` "
+        base_mode = summary["tests"][name].get("arms", {}).get(c.get("baseline"), {}).get("mode")
+        lines.append(f"- **{arm(c)}** vs {arm(c, 'baseline_label', base_mode or c.get('mode'))} on `{name}` "
                      f"({summary['tests'][name]['distribution']}-distribution): {c['direction']}, {metric} "
                      f"{t['mean_difference']:+.3f} [95% CI {t['ci_low']:+.3f}, {t['ci_high']:+.3f}], Holm p = "
                      f"{_p(t['p_holm'])}")
@@ -185,6 +219,7 @@ def markdown(summary: dict, cfg: StudyConfig, figures: dict, extra_lines=()) -> 
     """``report.md``."""
     metric = MEASURE_NAMES[summary["metric"]]
     t = cfg.training
+    multi_mode = len(summary.get("modes") or {}) > 1
     lines = [f"# Augmentation / anonymization study: {cfg.name}", "",
              "## Did synthetic data help?", "", *verdict(summary), ""]
     if not summary["complete"]:
@@ -208,56 +243,84 @@ def markdown(summary: dict, cfg: StudyConfig, figures: dict, extra_lines=()) -> 
               "synthetic sample stays fixed",
               f"- Primary measure: {metric}. Tests: paired t-test across replicates (training spread) and paired "
               f"bootstrap over the same test images ({cfg.bootstrap} resamples; test-set spread), each "
-              f"Holm-corrected across the arms of a test set", ""]
+              f"Holm-corrected across the arms of a test set" + (" within each mode" if multi_mode else ""),
+              f"- Models trained: {summary.get('models_trained', summary['rows'])} for {summary['rows']} rows "
+              f"({len(cfg.all_arms())} arms x {cfg.replicates} replicates)"
+              + (f"; synthetic sources: {', '.join(_source_text(s) for s in cfg.sources)}" if cfg.sources else ""),
+              ""]
     lines += ["| test set | distribution | images | note |", "|---|---|---|---|"]
     for ts in cfg.test_sets:
         lines.append(f"| `{ts.name}` | {ts.distribution} | {summary['tests'][ts.name]['n']} | {ts.note} |")
     lines.append("")
+    multi = len(summary.get("modes") or {}) > 1
+    twins_seen = False
     for name, test in summary["tests"].items():
-        lines += [f"## Test set `{name}` ({test['distribution']}-distribution)", "",
-                  f"| arm | models | {metric} mean ± sd | median [min, max] | accuracy | balanced acc. | vs baseline "
-                  "(95% CI) | t-test p (Holm) | bootstrap diff. (95% CI) | bootstrap p (Holm) |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"## Test set `{name}` ({test['distribution']}-distribution)", ""]
         comparisons = {c["arm"]: c for c in test["comparisons"]}
-        for arm_name, s in test["arms"].items():
-            m = s[summary["metric"]]
-            cells = [f"{s['label']}", str(m["n"]),
-                     f"{_fmt(m['mean'])} ± {_fmt(m['std'])}",
-                     f"{_fmt(m['median'])} [{_fmt(m['min'])}, {_fmt(m['max'])}]",
-                     _fmt(s["accuracy"]["mean"]), _fmt(s["balanced_accuracy"]["mean"])]
-            c = comparisons.get(arm_name)
-            if c is None:
-                cells += ["baseline", "", "", ""]
-            else:
-                tt, b = c["t_test"], c["bootstrap"]
-                diff = "—" if tt["ci_low"] is None else (f"{tt['mean_difference']:+.3f} ({tt['ci_low']:+.3f}, "
-                                                         f"{tt['ci_high']:+.3f})")
-                bd = "—" if not b or b["ci_low"] is None else (f"{b['difference']:+.3f} ({b['ci_low']:+.3f}, "
-                                                               f"{b['ci_high']:+.3f})")
-                star = " *" if c["significant"] else ""
-                cells += [diff, f"{_p(tt['p_value'])} ({_p(tt['p_holm'])}){star}", bd,
-                          f"{_p(b['p_value']) if b else '—'} ({_p(b.get('p_holm')) if b else '—'})"]
-            lines.append("| " + " | ".join(cells) + " |")
-        fitz = {k for s in test["arms"].values() for k in s["fitzpatrick"]}
+        groups = summary.get("modes") or {"": list(test["arms"])}
+        for mode, arm_names in groups.items():
+            if multi:
+                lines += [f"### {MODE_TITLES.get(mode, mode)}", ""]
+            lines += [f"| arm | models | {metric} mean ± sd | median [min, max] | accuracy | balanced acc. | vs "
+                      "baseline (95% CI) | t-test p (Holm) | bootstrap diff. (95% CI) | bootstrap p (Holm) |",
+                      "|---|---|---|---|---|---|---|---|---|---|"]
+            for arm_name in arm_names:
+                s_ = test["arms"][arm_name]
+                m = s_[summary["metric"]]
+                label = s_["label"]
+                if multi and s_["mode"] != mode:
+                    label += f" ({s_['mode']})"
+                if s_.get("same_model_as"):
+                    label += " †"
+                    twins_seen = True
+                cells = [label, str(m["n"]), f"{_fmt(m['mean'])} ± {_fmt(m['std'])}",
+                         f"{_fmt(m['median'])} [{_fmt(m['min'])}, {_fmt(m['max'])}]",
+                         _fmt(s_["accuracy"]["mean"]), _fmt(s_["balanced_accuracy"]["mean"])]
+                c = comparisons.get(arm_name)
+                if c is None:
+                    cells += ["baseline", "", "", ""]
+                else:
+                    tt, b = c["t_test"], c["bootstrap"]
+                    diff = "—" if tt["ci_low"] is None else (f"{tt['mean_difference']:+.3f} ({tt['ci_low']:+.3f}, "
+                                                             f"{tt['ci_high']:+.3f})")
+                    bd = "—" if not b or b["ci_low"] is None else (f"{b['difference']:+.3f} ({b['ci_low']:+.3f}, "
+                                                                   f"{b['ci_high']:+.3f})")
+                    star = " *" if c["significant"] else ""
+                    cells += [diff, f"{_p(tt['p_value'])} ({_p(tt['p_holm'])}){star}", bd,
+                              f"{_p(b['p_value']) if b else '—'} ({_p(b.get('p_holm')) if b else '—'})"]
+                lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
+        fitz = {k for s_ in test["arms"].values() for k in s_["fitzpatrick"]}
         if fitz:
             order = [k for k in statistics.FITZPATRICK_NAMES if k in fitz]
-            lines += ["", f"{metric} per Fitzpatrick type (mean over replicates; images per type in the header):", "",
-                      "| arm | " + " | ".join(f"{k} (n={next(iter(test['arms'].values()))['fitzpatrick'].get(k, {}).get('n', '?')})" for k in order) + " |",
+            first = next(iter(test["arms"].values()))["fitzpatrick"]
+            lines += [f"{metric} per Fitzpatrick type (mean over replicates; images per type in the header):", "",
+                      "| arm | " + " | ".join(f"{k} (n={first.get(k, {}).get('n', '?')})" for k in order) + " |",
                       "|---|" + "---|" * len(order)]
-            for s in test["arms"].values():
-                lines.append(f"| {s['label']} | " + " | ".join(_fmt(s["fitzpatrick"].get(k, {}).get("mean"))
-                                                              for k in order) + " |")
-        lines.append("")
+            for s_ in test["arms"].values():
+                lines.append(f"| {display_label(s_['label'], s_['mode'], multi)} | " + " | ".join(
+                    _fmt(s_["fitzpatrick"].get(k, {}).get("mean")) for k in order) + " |")
+            lines.append("")
+    if twins_seen:
+        lines += ["† the same models as the identically trained arm of another mode (same real subset, synthetic "
+                  "sample and seed per replicate), trained once and listed in both.", ""]
     if figures:
         lines += ["## Figures", ""]
         for caption, path in figures.items():
             lines += [f"![{caption}]({path})", "", f"*{caption}*", ""]
     lines += ["## Files", "",
-              "- `results.jsonl` / `results.csv`: one row per trained model (every test set's measures, per-class "
+              "- `results.jsonl` / `results.csv`: one row per arm and replicate (every test set's measures, per-class "
               "P/R/F1 and the Fitzpatrick breakdown in the JSONL)",
               "- `summary.json`: the numbers of this report; `cells/<arm>/rNN.npz`: each model's test "
-              "probabilities; `selections/`: the fixed synthetic samples; `study.json`: the config", *extra_lines]
+              "probabilities; `selections/`: the fixed synthetic samples; `study.json`: the config; `study.lock`: "
+              "the PID of the process running the study (empty when none is)", *extra_lines]
     return "\n".join(lines) + "\n"
+
+
+def _source_text(source) -> str:
+    if source.union:
+        return f"`{source.name}` = {' + '.join(source.union)} ({source.mix})"
+    return f"`{source.name}`"
 
 
 def write_report(cfg: StudyConfig, rows: list[dict], out_dir: str, plots: bool = True, extra_lines=()) -> dict:
@@ -273,7 +336,8 @@ def write_report(cfg: StudyConfig, rows: list[dict], out_dir: str, plots: bool =
                 "(critical review Fig. 2 layout)"] = os.path.basename(
             plots_lib.box_plots(summary, os.path.join(out_dir, "boxplots.png")))
         figures["Per-class F1 (mean over replicates) with 95% bootstrap intervals over the test images, baseline "
-                "against the other arms (DermGAN Fig. 8 layout)"] = os.path.basename(
+                "against the synthetic arms; with more than 4 arms, the best and the worst arm by mean "
+                f"{MEASURE_NAMES[cfg.metric]} with their baselines (DermGAN Fig. 8 layout)"] = os.path.basename(
             plots_lib.f1_bars(summary, os.path.join(out_dir, "f1_per_class.png")))
     with atomic_open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as f:
         f.write(markdown(summary, cfg, figures, extra_lines))

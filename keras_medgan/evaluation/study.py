@@ -16,11 +16,17 @@ Protocol (critical review, Bissoto et al. 2021, Sec. 3 and Table 2):
   refused before anything runs (``TestSetSelectionError``; Sec. 2, flaw 1).
 - **Test sets**: several datasets, each labelled in- or out-of-distribution (Table 3); every trained model is
   scored on all of them.
+- **Sources** are generated datasets, or the union of several read as one pool (the review's ``all``, "samples
+  from all GANs together", Sec. 3.1 "Analyses"; ``SourceConfig.union``).
+- **Twins**: arms that train identically in two modes (Table 2 lists 1:0 and 1:1 in both experiments) share
+  their models: replicate ``r`` is trained once and its row copied (``StudyConfig.twins``).
 
-A study folder holds ``study.json`` (the resolved config), ``results.jsonl`` (one row per trained model, appended
-atomically after the model's predictions are saved in ``cells/``), ``selections/`` (the fixed synthetic
-samples) and, once complete, ``results.csv``, ``summary.json``, the plots and ``report.md`` (``report``).
-Rerunning a killed study with ``resume=True`` trains only the cells without a row: none twice, none lost.
+A study folder holds ``study.json`` (the resolved config), ``results.jsonl`` (one row per arm and replicate: a
+trained model, or a twin's copy of one; appended atomically after the model's predictions are saved in
+``cells/``), ``selections/`` (the fixed synthetic samples) and, once complete, ``results.csv``, ``summary.json``,
+the plots and ``report.md`` (``report``).
+Rerunning a killed study with ``resume=True`` trains only the cells without a row: none twice, none lost. One
+process at a time: ``run`` holds ``study.lock`` (``locking``); a second process is refused with the holder's PID.
 """
 
 from __future__ import annotations
@@ -39,10 +45,11 @@ import numpy as np
 from keras_medgan import config as config_lib
 from keras_medgan.config import DataConfig
 from keras_medgan.data import pipelines, schema
-from keras_medgan.evaluation import sampling, statistics
+from keras_medgan.evaluation import locking, sampling, statistics
 from keras_medgan.evaluation.augmentation import AugmentationConfig, conventional_augmentation
 from keras_medgan.evaluation.classifiers import ClassifierConfig, build_classifier
-from keras_medgan.evaluation.training import MONITORS, TrainingConfig, predict_probabilities, train_classifier
+from keras_medgan.evaluation.training import (MONITORS, Rows, TrainingConfig, predict_probabilities,
+                                              train_classifier)
 from keras_medgan.io_utils import atomic_open
 
 MODES = ("augmentation", "anonymization", "synth-only")
@@ -50,6 +57,9 @@ DISTRIBUTIONS = ("in", "out")
 RESULTS = "results.jsonl"
 STUDY_JSON = "study.json"
 TEST_LABELS = "test_sets.npz"
+UNION_MIXES = ("pooled", "equal")
+LOCK_FILE = locking.LOCK_FILE
+StudyLocked = locking.StudyLocked
 SAMPLING_ABBREVIATIONS = {"random": "", "diverse": "div", "best": "bst", "worst": "wst"}  # the review's Fig. 2
 
 
@@ -116,15 +126,26 @@ class TestSetConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SourceConfig:
-    """A synthetic source: a TFRecord dataset written by a GAN recipe's ``generate`` command.
+    """A synthetic source: a TFRecord dataset written by a GAN recipe's ``generate`` command, or the union of
+    other sources.
+
+    The critical review's Fig. 2 labels name the GAN (p2p, spd, pgn, sgn) and ``all``, "samples from all GANs
+    together" (Sec. 3.1, "Analyses"): ``SourceConfig(name="all", union=("p2p", "spd", "pgn", "sgn"))``. A union
+    reads its members' datasets as one pool (nothing is copied or rewritten) and is sampled by every method like
+    any other source.
 
     Args:
-        name: str. Short name (the review's p2p / spd / pgn / sgn).
-        data_dir: str. The generated dataset folder (``<generate --out>/dataset``). Empty only in presets whose
-            recipe trains a GAN and fills it in (``recipes.augment_study``'s demo).
+        name: str. Short name (the review's p2p / spd / pgn / sgn / all).
+        data_dir: str. The generated dataset folder (``<generate --out>/dataset``). Empty for a union, and in
+            presets whose recipe trains a GAN and fills it in (``recipes.augment_study``'s demo).
         split: str. Split holding the images (``generate`` writes ``train``).
         gan_args: tuple of str. For an empty ``data_dir``: ``--set`` overrides of the quick GAN the recipe trains.
         num_images: int. For an empty ``data_dir``: images the recipe generates; 0 = as many as the arms need.
+        union: tuple of str. Names of other (non-union) sources read together as this one.
+        mix: str. How a union draws an arm's images: ``pooled`` (default; one pool, so the sampling method ranks
+            all members' images together and each member contributes in proportion to what it has, e.g. "diverse"
+            also drops near-duplicates across GANs) or ``equal`` (each class's count split evenly between the
+            members, each member sampled by the arm's method; the review does not say which it used).
     """
 
     name: str = ""
@@ -132,12 +153,29 @@ class SourceConfig:
     split: str = "train"
     gan_args: tuple = ()
     num_images: int = 0
+    union: tuple = ()
+    mix: str = "pooled"
 
     def __post_init__(self):
-        if isinstance(self.gan_args, list):
-            object.__setattr__(self, "gan_args", tuple(self.gan_args))
+        for field in ("gan_args", "union"):
+            value = getattr(self, field)
+            if isinstance(value, (list, str)):
+                object.__setattr__(self, field, tuple(value) if isinstance(value, list) else (value,))
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name or ""):
             raise ValueError(f"sources: name must be letters, digits, _ . or -. Received: {self.name!r}")
+        if self.mix not in UNION_MIXES:
+            raise ValueError(f"source {self.name!r}: mix must be one of {UNION_MIXES}. Received: {self.mix!r}")
+        if self.union:
+            if self.data_dir or self.gan_args or self.num_images:
+                raise ValueError(f"source {self.name!r} is the union of {list(self.union)}: it reads its members' "
+                                 "datasets, so leave data_dir, gan_args and num_images empty. Received: data_dir="
+                                 f"{self.data_dir!r}, gan_args={list(self.gan_args)}, num_images={self.num_images}")
+            if self.name in self.union or len(set(self.union)) != len(self.union):
+                raise ValueError(f"source {self.name!r}: union must list other sources, each once. Received: "
+                                 f"{list(self.union)}")
+        elif self.mix != "pooled":
+            raise ValueError(f"source {self.name!r}: mix applies to union sources only; set union = [...] or "
+                             "remove mix")
 
 
 def _fraction(value, where: str) -> float:
@@ -210,6 +248,15 @@ class ArmConfig:
     def has_synthetic(self) -> bool:
         return self.ratio > 0 or any(v > 0 for v in self.class_ratios.values())
 
+    @property
+    def training_key(self) -> tuple:
+        """What decides the arm's training set; the mode and name do not. The review's anonymization grid lists
+        1:0 and 1:1 again (Table 2) although they train exactly as the augmentation arms of those names: arms with
+        equal keys share their models (``StudyConfig.twins``)."""
+        if not self.has_synthetic:
+            return (self.real_fraction,)
+        return (self.real_fraction, self.source, self.ratio, tuple(sorted(self.class_ratios.items())), self.sampling)
+
     def default_name(self) -> str:
         parts = [self.mode, fraction_text(self.real_fraction).replace("/", "over"),
                  fraction_text(self.ratio).replace("/", "over")]
@@ -259,13 +306,25 @@ class GroupConfig:
             value = getattr(self, field)
             if isinstance(value, (list, str)):
                 object.__setattr__(self, field, tuple(value) if isinstance(value, list) else (value,))
+        if self.mode not in MODES:
+            raise ValueError(f"groups: mode must be one of {MODES}. Received: {self.mode!r}")
+        fractions = [_fraction(f, "groups: real_fractions") for f in self.real_fractions]
+        if self.mode == "synth-only" and any(fractions):
+            raise ValueError("groups: mode synth-only trains on synthetic images alone (paper 003): set "
+                             f"real_fractions = [0]. Received: real_fractions={list(self.real_fractions)}")
+        if self.mode != "synth-only" and not all(fractions):
+            raise ValueError(f"groups: mode {self.mode} needs real images: real_fractions must be > 0 (use mode "
+                             f"synth-only for none). Received: real_fractions={list(self.real_fractions)}")
 
     def arms(self) -> list[ArmConfig]:
+        """Each real fraction's baseline (synth-only: all the real data, ``1:0``), then every combination."""
         out = []
         balance = [dict(c) for c in self.class_ratios] or [{}]
         for fraction in self.real_fractions:
             frac = _fraction(fraction, "groups: real_fractions")
-            if self.mode != "synth-only":
+            if self.mode == "synth-only":  # compared with the classifier trained on all the real data
+                out.append(ArmConfig(mode="augmentation", real_fraction=1.0))
+            else:
                 out.append(ArmConfig(mode=self.mode, real_fraction=frac))
             for source in self.sources:
                 for ratio in self.ratios:
@@ -355,6 +414,15 @@ class StudyConfig:
         sources = [s.name for s in self.sources]
         if len(set(sources)) != len(sources):
             raise ValueError(f"source names must be unique. Received: {sources}")
+        unions = {s.name for s in self.sources if s.union}
+        for s in self.sources:
+            for member in s.union:
+                if member not in sources:
+                    raise ValueError(f"source {s.name!r}: union member {member!r} is not among the [[sources]] "
+                                     f"{sources}")
+                if member in unions:
+                    raise ValueError(f"source {s.name!r}: union member {member!r} is itself a union; list its "
+                                     "members instead")
         arms = self.all_arms()
         for arm in arms:
             if arm.source and arm.source not in sources:
@@ -403,8 +471,39 @@ class StudyConfig:
                     seen.add(arm.name)
         return out
 
+    def twins(self) -> dict:
+        """``{arm name: name of the earlier arm it shares its models with}`` for arms whose training set is that
+        of an earlier arm (same ``training_key``; e.g. the anonymization grid's 1:0 and 1:1, Table 2). A twin's
+        replicate ``r`` reuses the model of its primary's replicate ``r`` (same real subset, synthetic sample and
+        seed, so training it again would only add run-to-run noise) and is trained once."""
+        first, out = {}, {}
+        for arm in self.all_arms():
+            if arm.training_key in first:
+                out[arm.name] = first[arm.training_key]
+            else:
+                first[arm.training_key] = arm.name
+        return out
+
+    def modes(self) -> dict:
+        """``{mode: arm names}`` in ``MODES`` order: each mode's arms, preceded by the baselines they are compared
+        with that belong to another mode (synth-only's 1:0). The review plots each application apart (Fig. 2)."""
+        arms = self.all_arms()
+        out = {}
+        for mode in MODES:
+            own = [a.name for a in arms if a.mode == mode]
+            if not own:
+                continue
+            extra = []
+            for a in arms:
+                base = self.baseline_of(a) if a.mode == mode else None
+                if base is not None and base.mode != mode and base.name not in extra:
+                    extra.append(base.name)
+            out[mode] = extra + own
+        return out
+
     def baseline_of(self, arm: ArmConfig) -> ArmConfig | None:
-        """The arm ``arm`` is compared with (None for a baseline itself)."""
+        """The arm ``arm`` is compared with (None for a baseline itself): the arm with the same real fraction and
+        no synthetic images, of the same mode when there is one (synth-only: all the real data, 1:0)."""
         arms = {a.name: a for a in self.all_arms()}
         if arm.baseline:
             if arm.baseline not in arms:
@@ -413,9 +512,9 @@ class StudyConfig:
         if not arm.has_synthetic:
             return None
         fraction = 1.0 if arm.mode == "synth-only" else arm.real_fraction
-        for a in arms.values():
-            if not a.has_synthetic and a.real_fraction == fraction:
-                return a
+        candidates = [a for a in arms.values() if not a.has_synthetic and a.real_fraction == fraction]
+        for a in sorted(candidates, key=lambda a: a.mode != arm.mode):  # stable: same mode first
+            return a
         raise ValueError(f"arm {arm.name}: no baseline; add an arm with real_fraction={fraction_text(fraction)} "
                          "and ratio 0 (groups add it for you), or name one with baseline = ...")
 
@@ -446,9 +545,66 @@ class Images:
         return Images(self.images[idx], self.labels[idx], self.fitzpatrick[idx])
 
 
+class UnionImages:
+    """Several synthetic pools read as one, without copying them: the review's ``all`` source, "samples from all
+    GANs together" (Sec. 3.1, "Analyses"). Index ``i`` is image ``i - offset[m]`` of member ``m``.
+
+    Only ``labels``, ``fitzpatrick`` (small) and the offsets are built; ``take`` gathers the chosen images from the
+    members, so a union costs no memory beyond the arm's own sample.
+
+    Args:
+        parts: ``{source name: Images}`` in the union's order.
+    """
+
+    def __init__(self, parts: dict):
+        self.names = list(parts)
+        self.parts = [parts[n] for n in self.names]
+        shapes = {n: p.images.shape[1:] for n, p in parts.items()}
+        if len(set(shapes.values())) > 1:
+            raise config_lib.ConfigError(f"the union of {self.names} mixes image shapes {shapes}; set data.channels "
+                                         "so that every source is read alike")
+        self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
+        self.labels = np.concatenate([p.labels for p in self.parts])
+        self.fitzpatrick = np.concatenate([p.fitzpatrick for p in self.parts])
+
+    def __len__(self):
+        return len(self.labels)
+
+    def member_of(self, idx) -> np.ndarray:
+        """Member number of each union index."""
+        return np.searchsorted(self.offsets, np.asarray(idx, np.int64), side="right") - 1
+
+    def take(self, idx) -> Images:
+        idx = np.asarray(idx, np.int64)
+        which = self.member_of(idx)
+        images = np.empty((len(idx), *self.parts[0].images.shape[1:]), self.parts[0].images.dtype)
+        for m, part in enumerate(self.parts):
+            rows = which == m
+            if rows.any():
+                images[rows] = part.images[idx[rows] - self.offsets[m]]
+        return Images(images, self.labels[idx], self.fitzpatrick[idx])
+
+    def counts_by_member(self, idx) -> dict:
+        """``{member: images}`` among the union indices ``idx``."""
+        which = np.bincount(self.member_of(idx), minlength=len(self.names))
+        return {n: int(k) for n, k in zip(self.names, which)}
+
+
+def _split_evenly(counts, parts: int) -> list[np.ndarray]:
+    """Each class's count split into ``parts`` near-equal shares (the first members take the remainders)."""
+    counts = np.asarray(counts, np.int64)
+    base, extra = counts // parts, counts % parts
+    return [base + (m < extra) for m in range(parts)]
+
+
 def load_images(data_dir: str, split: str, classes, image_size: int, channels: int | None = None,
                 fitzpatrick=(), what: str = "dataset") -> Images:
-    """Reads ``split`` (``a+b`` for several) of a schema-v1 dataset with ``classes`` renumbered in that order."""
+    """Reads ``split`` (``a+b`` for several) of a schema-v1 dataset with ``classes`` renumbered in that order.
+
+    The uint8 array is allocated once from ``dataset.json``'s counts and filled batch by batch, so reading the
+    review's 14,805 training images at 299 px (4 GB) needs 4 GB, not twice that; with ``fitzpatrick`` only the
+    kept images touch memory.
+    """
     try:
         info = schema.read_dataset_info(data_dir)
     except (FileNotFoundError, schema.SchemaError) as e:
@@ -458,25 +614,36 @@ def load_images(data_dir: str, split: str, classes, image_size: int, channels: i
         raise config_lib.ConfigError(f"{what} ({data_dir}) has no class(es) {missing}; its classes are "
                                      f"{list(info.class_names)}. Every source and test set needs the study's "
                                      f"classes {list(classes)}.")
-    parts = []
-    for s in split.split("+"):
-        if not info.num_examples(s):
-            continue
+    splits = [s for s in split.split("+") if info.num_examples(s)]
+    expected = sum(int(info.counts.get(s, {}).get(c, 0)) for s in splits for c in classes)
+    shape = (image_size, image_size, channels or info.channels)
+    images = np.empty((expected, *shape), np.uint8)  # pages are committed only where written
+    labels, types = np.empty(expected, np.int64), np.empty(expected, np.int64)
+    n, overflow = 0, []
+    for s in splits:
         cfg = DataConfig(data_dir=data_dir, image_size=image_size, channels=channels, batch_size=256,
                          shuffle_buffer=0, cache=False, repeat=False, drop_remainder=False, classes=tuple(classes))
         for batch in pipelines.make_dataset(cfg, s):
-            parts.append((pipelines.to_uint8(batch["image"]).numpy(), batch["label"].numpy(),
-                          batch["fitzpatrick"].numpy()))
-    if not parts:
-        raise config_lib.ConfigError(f"{what} ({data_dir}) has no images of the classes {list(classes)} in split "
-                                     f"{split!r}")
-    out = Images(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
-    out.labels = out.labels.astype(np.int64)
-    if fitzpatrick:
-        out = out.take(np.isin(out.fitzpatrick, list(fitzpatrick)))
-        if not len(out):
+            x = pipelines.to_uint8(batch["image"]).numpy()
+            y, t = batch["label"].numpy().astype(np.int64), batch["fitzpatrick"].numpy().astype(np.int64)
+            if fitzpatrick:
+                keep = np.isin(t, list(fitzpatrick))
+                x, y, t = x[keep], y[keep], t[keep]
+            k = min(len(y), expected - n)
+            images[n:n + k], labels[n:n + k], types[n:n + k] = x[:k], y[:k], t[:k]
+            n += k
+            if k < len(y):  # dataset.json undercounts: keep the rest aside (rare; costs a copy at the end)
+                overflow.append((x[k:], y[k:], t[k:]))
+    out = Images(images[:n], labels[:n], types[:n])
+    if overflow:
+        out = Images(*(np.concatenate([getattr(out, f)] + [o[i] for o in overflow])
+                       for i, f in enumerate(("images", "labels", "fitzpatrick"))))
+    if not len(out):
+        if fitzpatrick:
             raise config_lib.ConfigError(f"{what} ({data_dir}) has no images of Fitzpatrick types "
                                          f"{list(fitzpatrick)} in split {split!r}")
+        raise config_lib.ConfigError(f"{what} ({data_dir}) has no images of the classes {list(classes)} in split "
+                                     f"{split!r}")
     return out
 
 
@@ -548,15 +715,16 @@ class Study:
         if not cfg.data.data_dir:
             raise config_lib.ConfigError("data.data_dir is empty: pass the real dataset (--data DIR)")
         for s in cfg.sources:
-            if not s.data_dir:
+            if not s.data_dir and not s.union:
                 raise config_lib.ConfigError(f"source {s.name!r} has no data_dir: point it at a generated dataset "
-                                             "(<generate --out>/dataset)")
+                                             "(<generate --out>/dataset), or make it a union = [...] of other sources")
         self.cfg = cfg
         self.out_dir = out_dir
         self.log = log
         self.arms = cfg.all_arms()
         self.results_path = os.path.join(out_dir, RESULTS)
         self._data = None
+        self._cache = {}  # per-source pHashes and ancillary-classifier errors
 
     # -- set-up
 
@@ -571,9 +739,14 @@ class Study:
             if not resume:
                 raise config_lib.ConfigError(f"{self.out_dir} already holds a study; continue it with --resume "
                                              "or choose another folder (nothing was changed).")
-            if json.loads(json.dumps(mine)) != saved:
-                changed = sorted(k for k in set(saved) | set(mine) if json.loads(json.dumps(mine.get(k))) !=
-                                 saved.get(k))
+            mine = json.loads(json.dumps(mine))
+            try:  # read back through StudyConfig: fields added since the study started take their defaults
+                saved = json.loads(json.dumps(config_lib.to_dict(config_lib.replace(StudyConfig(), saved))))
+            except (config_lib.ConfigError, ValueError, TypeError) as e:
+                raise config_lib.ConfigError(f"{path} cannot be read as a study config ({e}); start a new study "
+                                             "instead") from None
+            if mine != saved:
+                changed = sorted(k for k in set(saved) | set(mine) if mine.get(k) != saved.get(k))
                 raise config_lib.ConfigError(f"the study in {self.out_dir} was started with other settings "
                                              f"({', '.join(changed)} differ); a resumed study must keep its config "
                                              "so that its rows stay comparable. Start a new study instead.")
@@ -594,48 +767,83 @@ class Study:
                     "tests": {t.name: load_images(t.data_dir or c.data.data_dir, t.split, fitzpatrick=t.fitzpatrick,
                                                   what=f"test set {t.name!r}", **read) for t in c.test_sets},
                     "pools": {s.name: load_images(s.data_dir, s.split, what=f"source {s.name!r}", **read)
-                              for s in c.sources}}
+                              for s in c.sources if not s.union}}
+            for s in c.sources:  # unions read their members' pools as one, without copying them
+                if s.union:
+                    data["pools"][s.name] = UnionImages({m: data["pools"][m] for m in s.union})
             self._data = data
         return self._data
 
     def selections(self) -> dict:
-        """``{arm name: pool indices}``: each arm's fixed synthetic sample, also saved in ``selections/``."""
+        """``{arm name: pool indices}``: each arm's fixed synthetic sample, also saved in ``selections/``.
+
+        Counts follow the review's Sec. 3.1 (ratio x the whole real training set, per class); the sample is drawn
+        once and kept for every replicate (Sec. 3.2). A union source is sampled like any other (``mix="pooled"``:
+        one pool; ``"equal"``: each class's count split evenly between its members).
+        """
         c, data = self.cfg, self.data()
         class_names = list(c.data.classes)
         real_counts = np.bincount(data["train"].labels, minlength=len(class_names))
-        cache, out = {}, {}
+        sources = {s.name: s for s in c.sources}
+        out = {}
         for arm in self.arms:
             if not arm.has_synthetic:
                 out[arm.name] = np.zeros(0, np.int64)
                 continue
-            pool = data["pools"][arm.source]
             unknown = [k for k in arm.class_ratios if k not in class_names]
             if unknown:
                 raise config_lib.ConfigError(f"arm {arm.name}: class_ratios names {unknown}, not among the "
                                              f"study's classes {class_names}")
             counts = sampling.synthetic_counts(real_counts, arm.ratio,
                                                {class_names.index(k): v for k, v in arm.class_ratios.items()})
-            kwargs = {}
-            if arm.sampling == "diverse":
-                key = ("hashes", arm.source)
-                if key not in cache:
-                    cache[key] = sampling.perceptual_hashes(pool.images)
-                kwargs.update(hashes=cache[key], max_distance=c.sampling.max_hash_distance)
-            elif arm.sampling in ("best", "worst"):
-                key = ("errors", arm.source)
-                if key not in cache:
-                    cache[key] = sampling.classification_error(self._ancillary_probs(pool), pool.labels)
-                kwargs["errors"] = cache[key]
+            source = sources[arm.source]
+            pool = data["pools"][arm.source]
+            record = {"arm": arm.name, "source": arm.source, "sampling": arm.sampling,
+                      "counts": dict(zip(class_names, counts.tolist()))}
             try:
-                idx = sampling.select_synthetic(pool.labels, counts, arm.sampling, seed=c.sampling.seed,
-                                                class_names=class_names, source=f"source {arm.source!r}", **kwargs)
+                if source.union and source.mix == "equal":
+                    idx = []
+                    shares = _split_evenly(counts, len(source.union))
+                    for m, (member, share) in enumerate(zip(source.union, shares)):
+                        local = self._select(member, share, arm.sampling)
+                        idx.append(local + pool.offsets[m])
+                    idx = np.sort(np.concatenate(idx))
+                else:
+                    idx = self._select(arm.source, counts, arm.sampling)
             except sampling.NotEnoughSyntheticImages as e:
                 raise config_lib.ConfigError(f"arm {arm.name}: {e}") from None
+            if source.union:
+                record["members"] = pool.counts_by_member(idx)
             out[arm.name] = idx
             schema.write_json_atomic(os.path.join(self.out_dir, "selections", f"{arm.name}.json"),
-                                     {"arm": arm.name, "source": arm.source, "sampling": arm.sampling,
-                                      "counts": dict(zip(class_names, counts.tolist())), "indices": idx.tolist()})
+                                     {**record, "indices": idx.tolist()})
         return out
+
+    def _select(self, source: str, counts, method: str) -> np.ndarray:
+        """``sampling.select_synthetic`` on one source's pool (a union's hashes and errors are its members')."""
+        pool = self.data()["pools"][source]
+        kwargs = {}
+        if method == "diverse":
+            kwargs.update(hashes=self._per_image(source, "hashes"), max_distance=self.cfg.sampling.max_hash_distance)
+        elif method in ("best", "worst"):
+            kwargs["errors"] = self._per_image(source, "errors")
+        return sampling.select_synthetic(pool.labels, counts, method, seed=self.cfg.sampling.seed,
+                                         class_names=list(self.cfg.data.classes), source=f"source {source!r}",
+                                         **kwargs)
+
+    def _per_image(self, source: str, what: str) -> np.ndarray:
+        """pHash bits (``hashes``) or ancillary-classifier errors (``errors``) of a source's images, computed once
+        per base source; a union concatenates its members' (its images are never gathered for this)."""
+        key = (what, source)
+        if key not in self._cache:
+            pool = self.data()["pools"][source]
+            if isinstance(pool, UnionImages):
+                self._cache[key] = np.concatenate([self._per_image(m, what) for m in pool.names])
+            elif what == "hashes":
+                self._cache[key] = sampling.perceptual_hashes(pool.images)
+            else:
+                self._cache[key] = sampling.classification_error(self._ancillary_probs(pool), pool.labels)
+        return self._cache[key]
 
     def _ancillary_probs(self, pool: Images) -> np.ndarray:
         """The ancillary classifier's probabilities of the study's classes on a synthetic pool (best / worst).
@@ -671,35 +879,60 @@ class Study:
         return [(arm, r) for r in range(self.cfg.replicates) for arm in self.arms]
 
     def run(self, resume: bool = False, max_cells: int | None = None) -> list[dict]:
-        """Trains every missing cell; returns all rows. ``max_cells`` stops after that many new cells."""
-        rows = self.prepare(resume)
-        done = {r["cell"] for r in rows}
-        todo = [(a, r) for a, r in self.cells() if cell_name(a.name, r) not in done]
-        self.log(f"study {self.out_dir}: {len(self.cells())} cells, {len(done)} done, {len(todo)} to train")
-        if not todo:
+        """Trains every missing cell; returns all rows. ``max_cells`` stops after that many new cells.
+
+        Holds the folder's lock (``locking.hold``) throughout: a second process on the same folder is refused
+        with ``StudyLocked`` naming the PID; a lock left by a dead process is taken over. A twin arm's cell
+        (``StudyConfig.twins``) copies its primary's row and predictions instead of training.
+        """
+        with locking.hold(self.out_dir, log=self.log):
+            rows = self.prepare(resume)
+            done = {r["cell"] for r in rows}
+            todo = [(a, r) for a, r in self.cells() if cell_name(a.name, r) not in done]
+            twins = self.cfg.twins()
+            models = len(self.cells()) - len(twins) * self.cfg.replicates
+            self.log(f"study {self.out_dir}: {len(self.cells())} cells ({models} models), {len(done)} done, "
+                     f"{len(todo)} to go")
+            if not todo:
+                return rows
+            selected = self.selections()
+            self.save_test_labels()
+            by_cell = {r["cell"]: r for r in rows}
+            for i, (arm, rep) in enumerate(todo):
+                if max_cells is not None and i >= max_cells:
+                    break
+                primary = by_cell.get(cell_name(twins[arm.name], rep)) if arm.name in twins else None
+                if primary is not None:
+                    row = self.copy_cell(arm, rep, primary)
+                else:
+                    row = self.run_cell(arm, rep, selected[arm.name])
+                append_row(self.results_path, row)
+                rows.append(row)
+                by_cell[row["cell"]] = row
+                self.log(f"[{len(rows)}/{len(self.cells())}] {row['cell']}"
+                         + (f" (the models of {primary['cell']})" if primary is not None else "") + ": " + ", ".join(
+                             f"{t} {self.cfg.metric} {v[self.cfg.metric]:.3f}" for t, v in row["tests"].items()))
             return rows
-        selected = self.selections()
-        self.save_test_labels()
-        for i, (arm, rep) in enumerate(todo):
-            if max_cells is not None and i >= max_cells:
-                break
-            row = self.run_cell(arm, rep, selected[arm.name])
-            append_row(self.results_path, row)
-            rows.append(row)
-            self.log(f"[{len(rows)}/{len(self.cells())}] {row['cell']}: " + ", ".join(
-                f"{t} {self.cfg.metric} {v[self.cfg.metric]:.3f}" for t, v in row["tests"].items()))
-        return rows
+
+    def copy_cell(self, arm: ArmConfig, replicate: int, primary: dict) -> dict:
+        """The row of a twin arm's cell: its primary's model and scores, under this arm's name and mode."""
+        source = load_predictions(self.out_dir, primary["arm"], replicate)
+        with atomic_open(predictions_path(self.out_dir, arm.name, replicate), "wb") as f:
+            np.savez(f, **source)
+        return {**primary, "cell": cell_name(arm.name, replicate), "arm": arm.name, "mode": arm.mode,
+                "label": arm.label(list(self.cfg.data.classes)), "same_model_as": primary["cell"], "seconds": 0.0}
 
     def run_cell(self, arm: ArmConfig, replicate: int, synthetic_idx: np.ndarray) -> dict:
         """Trains and scores one model; saves its test predictions; returns its row."""
         c, data = self.cfg, self.data()
         class_names = list(c.data.classes)
         seed = c.seed * 1000 + replicate  # the same for every arm of a replicate: matched pairs
-        real = data["train"].take(sampling.stratified_subset(data["train"].labels, arm.real_fraction,
-                                                             (c.seed, replicate)))
-        synth = data["pools"][arm.source].take(synthetic_idx) if arm.has_synthetic else None
-        images = np.concatenate([real.images] + ([synth.images] if synth is not None else []))
-        labels = np.concatenate([real.labels] + ([synth.labels] if synth is not None else []))
+        real_idx = sampling.stratified_subset(data["train"].labels, arm.real_fraction, (c.seed, replicate))
+        pool = data["pools"][arm.source] if arm.has_synthetic else None
+        synth = pool.take(synthetic_idx) if pool is not None else None
+        # The real rows are read in place (no copy of the training set per model); only the sample is gathered.
+        images = Rows((data["train"].images, real_idx), *([synth.images] if synth is not None else []))
+        labels = np.concatenate([data["train"].labels[real_idx]] + ([synth.labels] if synth is not None else []))
         keras.backend.clear_session()
         keras.utils.set_random_seed(seed)
         channels = images.shape[-1]
@@ -721,8 +954,9 @@ class Study:
             "cell": cell_name(arm.name, replicate), "arm": arm.name, "replicate": replicate, "mode": arm.mode,
             "source": arm.source, "sampling": arm.sampling if arm.has_synthetic else "",
             "real_fraction": arm.real_fraction, "ratio": arm.ratio, "class_ratios": arm.class_ratios,
-            "label": arm.label(class_names), "seed": seed, "n_real": int(len(real)),
+            "label": arm.label(class_names), "seed": seed, "n_real": int(len(real_idx)),
             "n_synthetic": int(len(synth)) if synth is not None else 0,
+            **({"synthetic_members": pool.counts_by_member(synthetic_idx)} if isinstance(pool, UnionImages) else {}),
             "train_counts": np.bincount(labels, minlength=len(class_names)).tolist(),
             "classifier": c.classifier.name, "weights": origin, "epochs_run": trained.epochs_run,
             "best_epoch": trained.best_epoch, "steps_per_epoch": trained.steps_per_epoch,

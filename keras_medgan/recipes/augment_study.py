@@ -15,7 +15,7 @@ The review's grid (Table 2) on your data, with your GANs' generated datasets:
 Continue a killed study (only the missing models are trained):
     python -m keras_medgan.recipes.augment_study --resume --run-dir runs/augment_study/00001-demo
 \b
-Writes results.jsonl / results.csv (one row per trained model), summary.json, boxplots.png (review Fig. 2),
+Writes results.jsonl / results.csv (one row per arm and replicate), summary.json, boxplots.png (review Fig. 2),
 f1_per_class.png (DermGAN Fig. 8) and report.md, which says plainly whether any arm beat its baseline.
 """
 
@@ -32,7 +32,7 @@ from keras_medgan import config as config_lib
 from keras_medgan.callbacks import latest_checkpoint
 from keras_medgan.config import DataConfig
 from keras_medgan.data import demo, schema
-from keras_medgan.evaluation import sampling
+from keras_medgan.evaluation import locking, sampling
 from keras_medgan.evaluation.augmentation import AugmentationConfig
 from keras_medgan.evaluation.classifiers import ClassifierConfig
 from keras_medgan.evaluation.report import write_report
@@ -136,7 +136,7 @@ def make_sources(cfg: StudyConfig, run_dir: str) -> StudyConfig:
     """Trains and generates from a quick cDCGAN for each source without ``data_dir`` (resuming where it stopped)."""
     sources = []
     for s in cfg.sources:
-        if s.data_dir:
+        if s.data_dir or s.union:  # a union reads its members' datasets: nothing to train or generate
             sources.append(config_lib.to_dict(s))
             continue
         num_images = s.num_images or images_needed(cfg, s.name)
@@ -165,12 +165,22 @@ def make_sources(cfg: StudyConfig, run_dir: str) -> StudyConfig:
 
 def images_needed(cfg: StudyConfig, source: str) -> int:
     """Images to generate for ``source`` (equal numbers per class): the largest per-class count any arm takes,
-    times the number of classes, plus a quarter when an arm samples ``diverse`` (near-duplicates are dropped)."""
+    times the number of classes, plus a quarter when an arm samples ``diverse`` (near-duplicates are dropped).
+
+    An arm drawing from a union of ``k`` sources asks each member for ``1/k`` of its count (rounded up): enough
+    for ``mix="equal"``, and together enough for ``mix="pooled"``.
+    """
     info = schema.read_dataset_info(cfg.data.data_dir)
     real = [info.counts.get("train", {}).get(c, 0) for c in cfg.data.classes]
-    arms = [a for a in cfg.all_arms() if a.source == source and a.has_synthetic]
-    most = max((int(sampling.synthetic_counts(real, a.ratio, {list(cfg.data.classes).index(k): v for k, v in
-                                                              a.class_ratios.items()}).max()) for a in arms), default=1)
+    members = {s.name: len(s.union) for s in cfg.sources if source in s.union}
+    arms = [a for a in cfg.all_arms() if a.has_synthetic and (a.source == source or a.source in members)]
+
+    def per_class(a):
+        counts = sampling.synthetic_counts(real, a.ratio, {list(cfg.data.classes).index(k): v for k, v in
+                                                           a.class_ratios.items()})
+        return int(np.ceil(counts.max() / members.get(a.source, 1)))
+
+    most = max((per_class(a) for a in arms), default=1)
     margin = 1.25 if any(a.sampling == "diverse" for a in arms) else 1.0
     return int(np.ceil(most * margin)) * len(cfg.data.classes)
 
@@ -240,12 +250,21 @@ def run(argv) -> int:
     if args.dry_run:
         print(json.dumps(config_lib.to_dict(cfg), indent=2))
         return 0
+    run_dir = run_dir or common.new_run_dir(RECIPE, cfg.name)
+    try:
+        # One process per study folder, from before the config is written to the report: the quick GANs, the
+        # cells and the report all live in it (a stale lock of a killed run is taken over with a message).
+        with locking.hold(run_dir):
+            return _run_locked(args, cfg, run_dir)
+    except locking.StudyLocked as e:
+        raise common.RecipeError(str(e)) from None
+
+
+def _run_locked(args, cfg: StudyConfig, run_dir: str) -> int:
     if not args.resume:
-        if run_dir and os.path.exists(os.path.join(run_dir, RECIPE_CONFIG)):
+        if os.path.exists(os.path.join(run_dir, RECIPE_CONFIG)):
             raise common.RecipeError(f"{run_dir} already holds a study; continue it with --resume or pass a new "
                                      "--run-dir (nothing was changed).")
-        run_dir = run_dir or common.new_run_dir(RECIPE, cfg.name)
-        os.makedirs(run_dir, exist_ok=True)
         schema.write_json_atomic(os.path.join(run_dir, RECIPE_CONFIG), config_lib.to_dict(cfg))
     cfg = make_sources(resolve_data(cfg), run_dir)
     study = Study(cfg, run_dir)

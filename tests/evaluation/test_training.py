@@ -144,6 +144,13 @@ def test_train_classifier_refuses_empty_validation():
         training.train_classifier(model, x, y, x[:0], y[:0], training.TrainingConfig())
 
 
+def _graph_constants(ds):
+    """(serialized graph bytes, largest constant in bytes) of a dataset's graph, functions included."""
+    graph = tf.compat.v1.GraphDef.FromString(ds._as_serialized_graph().numpy())
+    nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+    sizes = [len(n.attr["value"].tensor.tensor_content) + len(n.attr["value"].tensor.string_val)
+             + 8 * len(n.attr["value"].tensor.int64_val) for n in nodes if n.op == "Const"]
+    return graph.ByteSize(), max(sizes, default=0)
 
 
 def test_host_images_never_embed_the_arrays_in_the_dataset_graph():
@@ -151,10 +158,65 @@ def test_host_images_never_embed_the_arrays_in_the_dataset_graph():
     images = rng.integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)
     labels = np.arange(64) % 2
     stream = training._train_stream(images, labels, training.TrainingConfig(batch_size=8), 2, None, seed=0)
-    graph = stream._as_serialized_graph().numpy()
-    assert len(graph) < images.nbytes / 4  # the pixels are read from host memory, not stored in the graph
     # the same order as shuffling the (image, label) pairs themselves with that seed
     reference = tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(64, seed=0).repeat().batch(8)
     for (x, y), (rx, ry) in zip(stream.take(10), reference.take(10)):
         np.testing.assert_allclose(x.numpy(), rx.numpy() / 127.5 - 1.0, atol=1e-6)
         np.testing.assert_array_equal(y.numpy(), ry.numpy())
+
+
+@pytest.mark.parametrize("balance", ["none", "oversample"])
+def test_the_dataset_graph_does_not_grow_with_the_arrays(balance):
+    # Paper scale (review Sec. 3.1: 14,805 images at 299 px, 4 GB) must not embed the pixels, the labels or an
+    # index array as graph constants (tf.data refuses constants over 2 GB): the graph of 16 images and of 4,096
+    # is the same, and no constant in it is larger than one batch of images.
+    cfg = training.TrainingConfig(batch_size=8, class_balance=balance)
+    augment = conventional_augmentation(AugmentationConfig(rotation_degrees=10.0), seed=0)
+    batch_bytes = cfg.batch_size * 16 * 16 * 3
+    measured = []
+    for n in (16, 4096):
+        images = np.zeros((n, 16, 16, 3), np.uint8)
+        labels = np.arange(n) % 3
+        streams = [training._train_stream(images, labels, cfg, 3, augment, seed=0)]
+        if balance == "none":  # the prediction streams do not depend on the class balance
+            streams += [training.prediction_stream(images, augment, tta=5, batch_size=8),
+                        training.prediction_stream(images, None, tta=1, batch_size=8)]
+        measured.append([_graph_constants(ds) for ds in streams])
+        for size, largest in measured[-1]:
+            assert largest < batch_bytes, (n, size, largest)
+    for (small, _), (large, _) in zip(*measured):
+        assert abs(large - small) <= 64, (small, large)  # a few digits of n, nothing per image
+
+
+def test_arrays_beyond_tf_datas_2gb_constant_limit_stream():
+    # 30,000 images at 299 px: 8 GB as an array (a zero-stride view here, so the test needs no RAM), 4x the
+    # 2 GB that from_tensor_slices could embed. Batches come out with the right labels.
+    image = np.arange(299 * 299 * 3, dtype=np.uint32).astype(np.uint8).reshape(1, 299, 299, 3)
+    images = np.broadcast_to(image, (30000, 299, 299, 3))
+    assert images.nbytes > 2 ** 31 * 3
+    labels = np.arange(30000) % 2
+    stream = training._train_stream(images, labels, training.TrainingConfig(batch_size=4), 2, None, seed=0)
+    x, y = next(iter(stream))
+    assert x.shape == (4, 299, 299, 3) and y.shape == (4,)
+    np.testing.assert_allclose(x.numpy()[0], image[0] / 127.5 - 1.0, atol=1e-6)
+    probs = training.predict_probabilities(MeanPixel(), training.Rows(images[:6], (images, [29999])))
+    assert probs.shape == (7, 2)
+
+
+class MeanPixel(keras.Model):
+    """Predicts (mean pixel, 1 - mean pixel): enough to push batches through ``predict``."""
+
+    def call(self, x):
+        m = keras.ops.mean((x + 1.0) / 2.0, axis=(1, 2, 3))[:, None]
+        return keras.ops.concatenate([m, 1.0 - m], axis=1)
+
+
+def test_rows_read_several_arrays_as_one_without_copying():
+    a = np.broadcast_to(np.arange(5, dtype=np.uint8)[:, None, None, None], (5, 2, 2, 1)).copy()
+    b = np.broadcast_to(100 + np.arange(3, dtype=np.uint8)[:, None, None, None], (3, 2, 2, 1)).copy()
+    rows = training.Rows((a, [4, 0, 2]), b)
+    assert len(rows) == 6 and rows.shape == (6, 2, 2, 1) and rows.dtype == np.uint8
+    assert rows[np.array([0, 1, 2, 3, 5])][:, 0, 0, 0].tolist() == [4, 0, 2, 100, 102]
+    assert rows.parts[0][0] is a  # referenced, not copied
+    with pytest.raises(ValueError, match="same image shape and dtype"):
+        training.Rows(a, np.zeros((2, 3, 3, 1), np.uint8))

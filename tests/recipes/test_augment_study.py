@@ -2,9 +2,13 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
+from keras_medgan.data import schema
+from keras_medgan.evaluation import locking
 from keras_medgan.evaluation import study as study_mod
 from keras_medgan.recipes import augment_study
 
@@ -95,8 +99,74 @@ def test_paper_toml_is_the_reviews_table_2():
     cfg = augment_study.config_lib.replace(augment_study.get_config("paper"), augment_study.config_lib.load_toml(path))
     labels = [a.label(list(cfg.data.classes)) for a in cfg.all_arms()]
     for label in ("1:0", "1:1/4 sgn", "1:1/2 sgn", "1:1 sgn", "(1:1/2:3/4) sgn", "(1:1/2:1) sgn", "1:1/6 p2p",
-                  "1:1/6 spd", "1:1/2 pgn", "1:1/2 sgn div", "1:1/2 sgn bst", "1:1/2 sgn wst", "1/16:0",
+                  "1:1/6 spd", "1:1/2 pgn", "1:1/2 all", "1:1/2 sgn div", "1:1/2 sgn bst", "1:1/2 sgn wst", "1/16:0",
                   "1/16:1/16 sgn", "1/16:15/16 sgn", "1/8:7/8 sgn", "1/4:3/4 sgn", "1/2:1/2 sgn"):
         assert label in labels, label
     assert [t.distribution for t in cfg.test_sets] == ["in", "in", "out", "out", "out"]
     assert cfg.replicates == 10 and cfg.training.tta == 50 and cfg.classifier.name == "inception_v3"
+    everything = {s.name: s for s in cfg.sources}["all"]
+    assert everything.union == ("p2p", "spd", "pgn", "sgn") and not everything.data_dir
+    # the anonymization grid's 1:0 and 1:1 are the augmentation arms' models: 26 arms, 24 models per replicate
+    assert len(labels) == 26 and cfg.twins() == {"anonymization-1-0": "augmentation-1-0",
+                                                 "anonymization-1-1-sgn-random": "augmentation-1-1-sgn-random"}
+    assert list(cfg.modes()) == ["augmentation", "anonymization"]
+
+
+def _write_info(folder, counts):
+    info = schema.DatasetInfo(source="test", command="test", image_size=[16, 16], channels=3,
+                              class_names=list(counts), counts={"train": counts})
+    schema.write_dataset_info(folder, info)
+    return str(folder)
+
+
+def test_union_sources_are_read_not_generated_and_members_generate_their_share(env):
+    real = _write_info(env / "real", {"nevus": 40, "melanoma": 10})
+    cfg = augment_study.config_lib.replace(augment_study.get_config("smoke"), {
+        "data": {"data_dir": real, "classes": ["nevus", "melanoma"]},
+        "sources": [{"name": "a", "gan_args": ["data.image_size=32"]}, {"name": "b", "data_dir": "given/b"},
+                    {"name": "all", "union": ["a", "b"]}],
+        "groups": [{"sources": ["a"], "ratios": ["1/4"]}, {"sources": ["all"], "ratios": [1]}]})
+    # "a" alone needs 10 nevus; the union's 1:1 needs 40, half of it from each of its two members
+    assert augment_study.images_needed(cfg, "a") == 20 * 2
+    only_a = augment_study.config_lib.replace(cfg, {"groups": [{"sources": ["a"], "ratios": ["1/4"]}]})
+    assert augment_study.images_needed(only_a, "a") == 10 * 2
+    given = augment_study.config_lib.replace(cfg, {"sources": [{"name": "a", "data_dir": "given/a"},
+                                                               {"name": "b", "data_dir": "given/b"},
+                                                               {"name": "all", "union": ["a", "b"]}]})
+    made = augment_study.make_sources(given, str(env / "run"))
+    assert [(s.name, s.data_dir, s.union) for s in made.sources] == [("a", "given/a", ()), ("b", "given/b", ()),
+                                                                     ("all", "", ("a", "b"))]
+    assert not os.path.exists(env / "run" / "gan")  # no GAN trained for a union or a given dataset
+
+
+# A bare interpreter (no TensorFlow) holding a study folder's lock, as a running study does.
+HOLDER = """
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location("locking", sys.argv[1])
+locking = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(locking)
+with locking.hold(sys.argv[2]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_second_process_on_the_same_study_folder_is_refused(env, capsys):
+    run_dir = env / "runs" / "augment_study" / "00001-smoke"
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, os.path.abspath(locking.__file__), str(run_dir)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        assert augment_study.main(["--preset", "smoke", "--run-dir", str(run_dir)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: the study folder {run_dir} is already being run by PID {proc.pid} ")
+        assert "Wait for it to finish, or stop that process" in err
+        assert os.listdir(run_dir) == ["study.lock"]  # refused before writing anything
+        cfg = augment_study.config_lib.replace(augment_study.get_config("smoke"), {"data": {"data_dir": "x"},
+                                                                                  "sources": [{"name": "cdcgan",
+                                                                                               "data_dir": "y"}]})
+        with pytest.raises(study_mod.StudyLocked, match=f"already being run by PID {proc.pid}"):
+            study_mod.Study(cfg, str(run_dir)).run()
+    finally:
+        proc.kill()
+        proc.wait()
