@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from typing import Callable
 
@@ -105,6 +106,23 @@ def read_rounds(run_dir: str) -> list[dict]:
                 continue
             rows[row["round"]] = row
     return [rows[k] for k in sorted(rows)]
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def failure_summary(reason: str, limit: int = 200) -> str:
+    """One readable line of a failed reply's reason: the client's own exception message when the reason wraps it
+    in a traceback (Flower's simulation engine: ``... Message: <text>'>``), else its last non-empty line."""
+    text = _ANSI.sub("", str(reason))
+    if "Message: " in text:
+        rest = text.rsplit("Message: ", 1)[1]
+        line = rest.splitlines()[0] if rest.strip() else ""
+    else:
+        lines = [line for line in text.splitlines() if line.strip()]
+        line = lines[-1] if lines else ""
+    line = line.strip().rstrip("'>").strip() or "(no reason given)"
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def config_hash(config: dict) -> str:
@@ -249,7 +267,8 @@ def run_federation(grid, run_dir: str, build_adapter: Callable[[dict, str | None
                                                             if k.startswith("local/")}
                             for n, t in r["train"].items()},
                   "pooled_fid": pooled_fid(list(evals.values())),
-                  "failures": [{k: v for k, v in f.items() if k != "node"} for f in failures]}
+                  "failures": [{**{k: v for k, v in f.items() if k != "node"},
+                                "summary": failure_summary(f["reason"])} for f in failures]}
         if done and rnd == done + 1:  # the first round after a restart: the clients' local state started afresh
             record["resumed"] = True
         if fed.get("save_client_weights"):

@@ -470,8 +470,14 @@ def stylegan_lines(cfg: FederatedConfig, fed_rows: list[dict]) -> list[str]:
     training round (local state, never averaged)."""
     if cfg.gan != "stylegan2-ada":
         return []
+    from keras_medgan.recipes.federated_gans import stylegan_config
+
     s, a = cfg.stylegan2, cfg.stylegan2.augment
     kind = f"conditional on {len(cfg.data.classes)} classes" if s.model.conditional else "unconditional"
+    gamma = sg.r1_gamma(stylegan_config(cfg, None))
+    r1 = f"R1 gamma {gamma:.4g} every {s.loss.r1_interval}" if gamma > 0 else "R1 off"
+    pl = f"path length weight {s.loss.pl_weight:g} every {s.loss.pl_interval}" if s.loss.pl_weight > 0 else (
+        "path length off")
     ada = "off" if a.pipeline == "none" else f"`{a.pipeline}`, p from {a.p}" + (
         f", adaptive (target r_t {a.target})" if a.target else ", fixed")
     last = {}
@@ -480,14 +486,14 @@ def stylegan_lines(cfg: FederatedConfig, fed_rows: list[dict]) -> list[str]:
     state = "; ".join(f"client {c}: step {int(v['step'])}, ADA p {v['ada-p']:.4f}" for c, v in sorted(last.items())
                       if "step" in v and "ada-p" in v)
     return [f"- StyleGAN2-ADA ({kind}): z {s.model.z_dim}, w {s.model.w_dim}, channel_base {s.model.channel_base} / "
-            f"max {s.model.channel_max}; R1 every {s.loss.r1_interval}, path length weight {s.loss.pl_weight} every "
-            f"{s.loss.pl_interval}; ADA {ada}; EMA half-life {s.ema.kimg} kimg; FID of the EMA generator",
+            f"max {s.model.channel_max}; {r1}, {pl}; ADA {ada}; EMA half-life {s.ema.kimg:g} kimg; FID of the EMA "
+            "generator",
             f"- Local state at each client's last round: {state or 'not reported'}"]
 
 
 def write_report(run_dir: str, cfg: FederatedConfig, mode: str, seconds: dict) -> dict:
     """``metrics.json``, ``fid_vs_round.png`` and ``report.md`` from the finished arms."""
-    from keras_medgan.federated.server import read_rounds
+    from keras_medgan.federated.server import failure_summary, read_rounds
 
     fed = cfg.federation
     fed_rows = read_rounds(run_dir)
@@ -558,8 +564,8 @@ def write_report(run_dir: str, cfg: FederatedConfig, mode: str, seconds: dict) -
     lines += ["", "## Failures", ""]
     if failures:
         lines += ["| round | client | phase | reason |", "|---|---|---|---|"]
-        lines += [f"| {f['round']} | {f['client']} | {f['phase']} | {f['reason'].splitlines()[0][:160]} |"
-                  for f in failures]
+        lines += [f"| {f['round']} | {f['client']} | {f['phase']} | "
+                  f"{(f.get('summary') or failure_summary(f['reason'])).replace('|', '/')} |" for f in failures]
     else:
         lines.append("None: every client answered every round.")
     with atomic_open(os.path.join(run_dir, "report.md"), "w", encoding="utf-8") as f:

@@ -100,6 +100,7 @@ class Federation:
         self.sim_done = threading.Event()
         self.procs = []
         self.t0 = time.time()
+        self.closing = False
 
     def _popen(self, name, cmd):
         """Starts ``cmd`` in its own session; its output goes to ``<root>/<name>.log``, each line prefixed with
@@ -166,7 +167,7 @@ class Federation:
             self.sim["saved"] = load_state(self.sim_dir)
             fed = os.path.join(self.sim_dir, "federated")
             self.sim["rounds_after_kill"] = open(os.path.join(fed, "rounds.jsonl")).read()
-            if self.sim["phase_a_status"] == -signal.SIGKILL and self.sim["killed_at_round"] == 2:
+            if self.sim["phase_a_status"] == -signal.SIGKILL and self.sim["killed_at_round"] == 2 and not self.closing:
                 phase_b = self._popen("sim-b", resume)
                 try:
                     self.sim["phase_b_status"] = phase_b.wait(timeout=RUN_TIMEOUT)
@@ -191,6 +192,7 @@ class Federation:
         return self.sim
 
     def close(self):
+        self.closing = True
         stop(self.procs)
         for f in self.logs.values():
             f.close()

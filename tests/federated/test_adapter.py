@@ -135,3 +135,15 @@ def test_arms_reuse_one_model_and_retrain_when_the_rounds_change(tmp_path, monke
     assert federated.run_arm(cfg, "alone", str(tmp_path), built) == rows and len(adapter.trained) == 6
     longer = config_lib.replace(cfg, {"federation": {"rounds": 3}})
     assert len(federated.run_arm(longer, "alone", str(tmp_path), built)) == 3 and len(adapter.trained) == 12
+
+
+def test_failure_summary_keeps_the_clients_message():
+    from keras_medgan.federated.server import failure_summary
+
+    wrapped = ("<class 'ray.exceptions.RayTaskError(ClientAppException)'>:<'\x1b[36mray::ClientAppActor.run()\x1b[39m"
+               "\n  File \"x.py\", line 1\nflwr.clientapp.client_app.ClientAppException: \nException ClientAppException"
+               " occurred. Message: client 1 failed in round 3 (federation.inject_failures)'>")
+    assert failure_summary(wrapped) == "client 1 failed in round 3 (federation.inject_failures)"
+    assert failure_summary("Traceback (most recent call last):\n  File a\nValueError: boom\n") == "ValueError: boom"
+    assert failure_summary("no reply (timeout)") == "no reply (timeout)" and failure_summary("") == "(no reason given)"
+    assert len(failure_summary("x" * 500)) == 200

@@ -4,6 +4,7 @@ clients, 3 rounds, the server SIGKILLed after round 2 and resumed, one client fa
 The run is started by ``conftest.federation`` (phase A: rounds 1-2, killed in round 3; phase B: ``--resume``).
 """
 
+import functools
 import json
 import os
 import signal
@@ -37,6 +38,7 @@ def _raw_rows(run):
     return [json.loads(line) for line in open(os.path.join(run, "federated", "rounds.jsonl")) if line.strip()]
 
 
+@functools.lru_cache(maxsize=1)
 def _groups(run):
     """The averaged groups' variable counts of the run's StyleGAN2-ADA (one seeded build, as the server's)."""
     from keras_medgan.recipes import federated
@@ -117,6 +119,7 @@ def test_killed_server_resumes_from_its_last_saved_round(sim):
     report = open(os.path.join(run, "report.md")).read()
     assert all(f"\n| {r} | " in report for r in (1, 2, 3)) and "3 of 3 rounds" in report
     assert "averaged: G, EMA G and D" in report and "Resumed (server restarted) before round(s) 3" in report
+    assert "R1 off, path length off; ADA `bg`, p from 0.5, adaptive (target r_t 0.6)" in report
     assert [r.get("resumed", False) for r in _raw_rows(run)] == [False, False, True]
     assert "Local state at each client's last round: client 0: step 2, ADA p" in report
     log = open(os.path.join(os.path.dirname(os.path.dirname(run)), "sim-b.log")).read()
@@ -130,13 +133,14 @@ def test_a_failing_client_leaves_the_round_to_the_others(sim):
     assert rows[0]["failures"] == [] and rows[1]["failures"] == []
     assert [(f["client"], f["phase"]) for f in rows[2]["failures"]] == [("client 1", "train")]
     assert "failed in round 3" in rows[2]["failures"][0]["reason"]
+    assert rows[2]["failures"][0]["summary"] == "client 1 failed in round 3 (federation.inject_failures)"
     # Round 3's global weights are client 0's alone (the only answer); both clients were still evaluated.
     r3 = _round_dir(run, 3)
     for g, c in zip(load_arrays(os.path.join(r3, "global.npz")), load_arrays(os.path.join(r3, "client-0.npz"))):
         np.testing.assert_allclose(g, c, rtol=1e-6)
     assert set(rows[2]["clients"]) == {"0", "1"} and rows[2]["pooled_fid"] is not None
     report = open(os.path.join(run, "report.md")).read()
-    assert "| 3 | client 1 | train |" in report
+    assert "| 3 | client 1 | train | client 1 failed in round 3 (federation.inject_failures) |" in report
 
 
 def test_report_files_and_partition(sim):
