@@ -469,7 +469,7 @@ def write_report(path: str, cfg: StyleGANConfig, info: schema.DatasetInfo, model
 - Data: `{cfg.data.data_dir}` ({info.source}), trained at {cfg.data.image_size} px, batch {cfg.data.batch_size}
 - Classes: {', '.join(cfg.data.classes)} ({kind})
 - Model: z {m.z_dim}, w {m.w_dim}, {m.mapping_layers}-layer mapping, channel_base {m.channel_base} / max \
-{m.channel_max}, minibatch-stddev group {m.mbstd_group_size}
+{m.channel_max}, minibatch-stddev group {m.mbstd_group_size}; {_precision_scope(m)}
 - Loss: non-saturating logistic; R1 gamma {r1_gamma(cfg):.4g} every {cfg.loss.r1_interval} minibatches; path \
 length weight {cfg.loss.pl_weight} every {cfg.loss.pl_interval}; style mixing {cfg.loss.style_mixing_prob}
 - Augmentation (ADA): {ada}
@@ -509,6 +509,14 @@ def selection_markdown(run_dir: str) -> str:
     return (f"## Selected snapshot (paper 002 Sec. 3.2)\n\n{sel['rule']}: step {sel['step']} ({sel['kimg']:g} "
             f"kimg), FID {sel['fid']:.3f}; its EMA generator is in `snapshots/` and `generate --checkpoint selected` "
             f"uses it.\n\n| step | FID | |\n|---|---|---|\n{rows}\n")
+
+
+def _precision_scope(m: ModelConfig) -> str:
+    """Where the training precision applies: as in the ADA code, only the ``num_fp16_res`` highest resolutions."""
+    if not m.num_fp16_res:
+        return "every layer in float32 (model.num_fp16_res = 0: the precision policy below changes nothing)"
+    clamp = f", activations clamped to +-{m.conv_clamp:g}" if m.conv_clamp else ""
+    return f"the {m.num_fp16_res} highest resolutions in the precision below{clamp}, the rest in float32"
 
 
 def train(argv) -> int:

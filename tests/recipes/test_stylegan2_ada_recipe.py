@@ -84,7 +84,7 @@ def test_smoke_run_writes_grids_metrics_selection_and_report(run):
     assert grid.size == (8 * (16 + 2) + 2, 2 * (16 + 2) + 2)
     report = open(os.path.join(run, "report.md")).read()
     for text in ("StyleGAN2-ADA run report", "R1 gamma", "`bgc`", "final p =", "Selected snapshot", "0.016 kimg",
-                 "s/kimg", "Detection rate"):
+                 "s/kimg", "Detection rate", "every layer in float32 (model.num_fp16_res = 0"):
         assert text in report, text
     tags = set()
     for path in glob.glob(os.path.join(run, "tensorboard", "events.*")):
