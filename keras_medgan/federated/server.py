@@ -125,6 +125,12 @@ def failure_summary(reason: str, limit: int = 200) -> str:
     return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
+def evaluation_due(rnd: int, eval_every: int, rounds: int) -> bool:
+    """Whether round ``rnd`` ends with the clients' evaluation: every ``eval_every`` rounds and the last one;
+    never with ``eval_every=0``."""
+    return eval_every > 0 and (rnd % eval_every == 0 or rnd == rounds)
+
+
 def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -135,10 +141,11 @@ def _make_strategy_class():
     class RecordingFedAvg(FedAvg):
         """Flower's FedAvg that also keeps each round's client replies and failures (for the report)."""
 
-        def __init__(self, offset: int, min_fit_clients: int, **kwargs):
+        def __init__(self, offset: int, min_fit_clients: int, eval_every: int, rounds: int, **kwargs):
             super().__init__(**kwargs)
             self.offset = offset
             self.min_fit_clients = min_fit_clients
+            self.eval_every, self.rounds = eval_every, rounds
             self.partition_of: dict[int, int] = {}
             self.round: dict = {}
 
@@ -179,6 +186,8 @@ def _make_strategy_class():
 
         def configure_evaluate(self, server_round, arrays, config, grid):
             config["fed-round"] = server_round + self.offset
+            if not evaluation_due(server_round + self.offset, self.eval_every, self.rounds):
+                return []  # federation.eval_every: not this round
             return super().configure_evaluate(server_round, arrays, config, grid)
 
         def aggregate_evaluate(self, server_round, replies):
@@ -237,7 +246,8 @@ def run_federation(grid, run_dir: str, build_adapter: Callable[[dict, str | None
         log(f"all {fed['rounds']} rounds are done")
         return {"round": done, "weights": weights}
     strategy = _make_strategy_class()(
-        offset=done, min_fit_clients=int(fed["min_fit_clients"]), fraction_train=1.0, fraction_evaluate=1.0,
+        offset=done, min_fit_clients=int(fed["min_fit_clients"]), eval_every=int(fed.get("eval_every", 1)),
+        rounds=int(fed["rounds"]), fraction_train=1.0, fraction_evaluate=1.0,
         min_train_nodes=int(fed["clients"]), min_evaluate_nodes=int(fed["clients"]),
         min_available_nodes=int(fed["clients"]))
     common = {"run-config": json.dumps(config), "config-hash": config_hash(config)}
@@ -286,7 +296,7 @@ def run_federation(grid, run_dir: str, build_adapter: Callable[[dict, str | None
         save_arrays(os.path.join(out, GLOBAL_NPZ), state["weights"], round_number=rnd)
         schema.write_json_atomic(os.path.join(out, STATE_JSON), {"round": rnd, "weights": GLOBAL_NPZ,
                                                                   "rounds": int(fed["rounds"])})
-        fids = ", ".join(f"client {p} {e['fid']:.4g}" for p, e in sorted(evals.items()))
+        fids = ", ".join(f"client {p} {e['fid']:.4g}" for p, e in sorted(evals.items())) or "not evaluated"
         pooled = record["pooled_fid"]
         log(f"round {rnd}/{fed['rounds']}: FID {fids}; pooled {pooled if pooled is None else f'{pooled:.4g}'}; "
             f"{len(r['train'])} client(s) trained, {len(failures)} failure(s), {record['seconds']:.0f} s")

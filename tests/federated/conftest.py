@@ -4,12 +4,12 @@ Most of a federated run's wall time on 2 cores is single-threaded (TensorFlow im
 Ray actor, tracing, Ray's start-up, process spawning), so the runs overlap instead of queueing:
 
 - **deployment**: a SuperLink, two SuperNodes and the recipe (``--mode deployment``, conditional DCGAN, 1 round,
-  then the alone and centralized arms in the recipe's process) as separate processes on localhost.
+  no evaluation round) as separate processes on localhost.
 - **simulation**: ``--gan stylegan2-ada`` on Flower's simulation engine, 2 clients served by one Ray actor (one
   TensorFlow import and one trace instead of two: the actor switches between the nodes), with a real kill:
-  phase A runs rounds 1-2 and hangs client 1 in round 3; once round 2 is committed the recipe's whole process
-  group is SIGKILLed; phase B resumes it (``--resume --run-dir``), client 1 now crashing in round 3, and writes
-  the report.
+  phase A runs round 1, round 2 with client 1 crashing, and hangs client 1 in round 3; once round 2 is committed
+  the recipe's whole process group is SIGKILLed; phase B resumes it (``--resume --run-dir``) with both clients
+  crashing in round 3, and writes the report.
 
 Both use one partition of the demo data (the recipe's own ``resolve_data``) and one ruler, prepared in this process
 before anything starts. Tests wait for the part they check (``Federation.deployment_result``,
@@ -139,8 +139,11 @@ class Federation:
         self.deployment = self._popen("deploy", [
             sys.executable, "-m", "keras_medgan.recipes.federated", "--preset", "smoke", "--mode", "deployment",
             "--superlink", f"127.0.0.1:{self.link}", "--data", self.part_dir, "--run-dir", self.deploy_dir,
-            "--set", "federation.round_timeout=300",
-            "--set", "federation.rounds=1"])  # one round: every message starts a ClientApp process (TF import)
+            "--set", "federation.round_timeout=300", "--set", "federation.rounds=1",
+            "--set", "federation.arms=federated", "--set", "federation.save_client_weights=true",
+            # One training round and no evaluation round: every message starts a ClientApp process (TF import, model
+            # build); the evaluate messages and the arms are the simulation's and the unit tests' business.
+            "--set", "federation.eval_every=0"])
 
     def start_simulation(self):
         recipe = [sys.executable, "-m", "keras_medgan.recipes.federated"]
@@ -148,9 +151,11 @@ class Federation:
             *recipe, "--preset", "smoke", *STYLEGAN, "--run-dir", self.sim_dir, "--total-cpus", "1",
             "--set", "federation.rounds=3", "--set", "federation.save_client_weights=true",
             "--set", "federation.arms=federated", "--set", "federation.round_timeout=300",
-            "--set", "federation.inject_failures=1:3:hang"])
+            "--set", "federation.inject_failures=1:2,1:3:hang"])
+        # Both clients fail the resumed round 3: the resumed server must keep and serve the saved weights (their
+        # evaluation then repeats round 2's FIDs exactly), and the Ray actor evaluates without tracing a train step.
         resume = [*recipe, "--resume", "--run-dir", self.sim_dir, "--total-cpus", "1",
-                  "--set", "federation.inject_failures=1:3"]
+                  "--set", "federation.inject_failures=0:3,1:3"]
         threading.Thread(target=self._kill_and_resume, args=(resume,), daemon=True).start()
 
     def _kill_and_resume(self, resume):

@@ -135,6 +135,27 @@ def test_arms_reuse_one_model_and_retrain_when_the_rounds_change(tmp_path, monke
     assert federated.run_arm(cfg, "alone", str(tmp_path), built) == rows and len(adapter.trained) == 6
     longer = config_lib.replace(cfg, {"federation": {"rounds": 3}})
     assert len(federated.run_arm(longer, "alone", str(tmp_path), built)) == 3 and len(adapter.trained) == 12
+    # federation.eval_every=2: evaluated after rounds 2 and 3 (the last) only, like the federation.
+    sparse = config_lib.replace(cfg, {"federation": {"rounds": 3, "eval_every": 2}})
+    rows = federated.run_arm(sparse, "centralized", str(tmp_path / "sparse"), built)
+    assert [sorted(r["clients"]) for r in rows] == [[], ["0", "1"], ["0", "1"]]
+    assert rows[0]["pooled_fid"] is None and rows[1]["pooled_fid"] is not None
+    curves = federated.fid_curves([{"round": r, "clients": {}} for r in (1, 2, 3)], {"centralized": rows}, 2)
+    assert curves["centralized"]["0"][0] is None and curves["pooled"]["centralized"][0] is None
+
+
+def test_evaluation_rounds():
+    from keras_medgan import config as config_lib
+    from keras_medgan.federated.server import evaluation_due
+    from keras_medgan.recipes import federated
+
+    assert [r for r in range(1, 8) if evaluation_due(r, 3, 7)] == [3, 6, 7]
+    assert all(evaluation_due(r, 1, 7) for r in range(1, 8)) and not any(evaluation_due(r, 0, 7) for r in range(8))
+    with pytest.raises(config_lib.ConfigError, match="also set federation.arms=federated"):
+        config_lib.replace(federated.get_config("smoke"), {"federation": {"eval_every": 0}})
+    # Speed-ups use the evaluated rounds only.
+    s = federated.speedups({"federated": {"0": [None, 4.0, 3.9]}, "alone": {"0": [None, 6.0, 4.5]}}, 1)
+    assert s["0"] == {"target_fid": 4.5, "rounds_federated": 2, "rounds_alone": 3, "speedup": 1.5}
 
 
 def test_failure_summary_keeps_the_clients_message():
