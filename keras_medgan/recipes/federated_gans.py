@@ -54,6 +54,7 @@ def seeded_build(seed: int):
     module too while the server and the clients build their models, so ``set_random_seed`` alone gave the
     server different initial weights from a client (measured: the StyleGAN2 D and the last toRGB layers). With a
     private generator every process builds the same weights from the same seed, whatever its other threads do.
+    (A Keras without that module attribute gets ``set_random_seed`` only.)
     """
     keras.utils.set_random_seed(seed)
     module = importlib.import_module("keras.src.random.seed_generator")
@@ -68,8 +69,9 @@ def seeded_build(seed: int):
 
 
 def fid_kid_moments(evaluator: rec_eval.GeneratorEvaluator, generate_fn: Callable[[int], dict], n: int) -> dict:
-    """FID and KID of ``n`` images from ``generate_fn`` against ``evaluator``'s real split, and both feature sets'
-    means and covariances (``GANAdapter.evaluate``'s dict: the server pools the moments over clients)."""
+    """FID and KID (paper 003 Sec. 3.2-3.3: the metrics its GANs are selected and compared by) of ``n`` images from
+    ``generate_fn`` against ``evaluator``'s real split, and both feature sets' means and covariances
+    (``GANAdapter.evaluate``'s dict: the server pools the moments over clients)."""
     size = evaluator.resolution
     real = evaluator.real
     batch = generate_fn(n)
