@@ -656,7 +656,7 @@ def _deploy(run_dir: str, superlink: str) -> None:
 
 
 def train(argv) -> int:
-    parser = common.build_parser(PROG, __doc__, PRESETS)
+    parser = common.build_parser(PROG, __doc__, PRESETS, changeable=RESUME_CHANGEABLE)
     parser.add_argument("--gan", default=None, choices=GANS,
                         help="The GAN every hospital trains: cdcgan or cgan (the DCGAN family, recipes/noise_gan.py; "
                              "settings model.*, loss.*, optimizer.*) or stylegan2-ada (paper 003's GAN, "
