@@ -67,6 +67,7 @@ CDCGAN_CLASSES = 4  # paper 001 generates HAM10000 classes; four is enough to ti
 UCGAN_CLASSES, UCGAN_CHANNELS = 3, 1  # paper 004: chest X-rays (grey), normal / pneumonia / COVID-19
 LATENT_DIM = 100
 # --quick: every benchmark once, small; about 3 minutes on the 2-core CPU this project is developed on.
+QUICK_SKIPS = ("stylegan256",)
 QUICK = {"steps": 3, "warmup": 1, "pipeline_images": 128, "pipeline_repeats": 2, "feature_images": 32,
          "peak_size": 2048}
 
@@ -114,6 +115,8 @@ def resolve_options(args) -> argparse.Namespace:
         return args
     args.what = _split(args.what, "what", allowed=WHATS)
     args.precision = _split(args.precision, "precision", allowed=PRECISIONS)
+    if args.models is None:  # --quick leaves out the 256-px StyleGAN2 (minutes per minibatch on a CPU)
+        args.models = ",".join(m for m in MODELS if not (args.quick and m in QUICK_SKIPS))
     args.models = [model_spec(m) for m in _split(args.models, "models")]
     for kind, size in args.models:
         smallest = 32
@@ -662,7 +665,9 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--quick", action="store_true", help="every benchmark, small (under 5 minutes on a 2-core CPU)")
     add("--what", default=",".join(WHATS), help=f"comma-separated, of {', '.join(WHATS)} (default: all)")
-    add("--models", default=",".join(MODELS), help="comma-separated GAN + image size (default: %(default)s)")
+    add("--models", default=None,
+        help=f"comma-separated GAN + image size (default: {','.join(MODELS)}; --quick leaves out "
+             f"{','.join(QUICK_SKIPS)})")
     add("--precision", default="float32",
         help="comma-separated Keras policies: float32, mixed_bfloat16, mixed_float16 (default float32)")
     add("--jit", action=argparse.BooleanOptionalAction, default=False, help="compile the train step with XLA")

@@ -156,3 +156,12 @@ def test_stylegan_minibatch_amortises_the_lazy_regularisation():
     assert "| StyleGAN2-ADA (demo model) | 32 | 16 |" in table and "| 22.5 |" in table
     assert bench.batches_for("stylegan", argparse.Namespace(batch_sizes=None), 32) == [16]
     assert bench.batches_for("stylegan", argparse.Namespace(batch_sizes=None), 256) == [4]
+
+
+def test_quick_leaves_out_the_256px_stylegan_unless_asked():
+    parse = bench.build_parser().parse_args
+    quick = bench.resolve_options(parse(["--quick"]))
+    assert ("stylegan", 32) in quick.models and ("stylegan", 256) not in quick.models
+    assert ("dermgan", 256) in quick.models
+    assert ("stylegan", 256) in bench.resolve_options(parse([])).models
+    assert bench.resolve_options(parse(["--quick", "--models", "stylegan256"])).models == [("stylegan", 256)]
