@@ -55,3 +55,55 @@ def tiny_dataset(tmp_path):
     out = str(tmp_path / "tiny")
     info = write_tiny_dataset(out, records)
     return out, info, records
+
+
+# A bare interpreter (no TensorFlow) that loads keras_medgan/evaluation/locking.py by path, holds a study folder's
+# lock as a running study does, says "held" and waits.
+_LOCK_HOLDER = """
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location("locking", sys.argv[1])
+locking = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(locking)
+with locking.hold(sys.argv[2]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.fixture
+def hold_study_lock():
+    """``hold_study_lock(folder) -> Popen``: another process holding ``folder``'s study lock (killed at teardown)."""
+    import subprocess
+    import sys
+
+    from keras_medgan.evaluation import locking
+
+    procs = []
+
+    def start(folder):
+        proc = subprocess.Popen([sys.executable, "-c", _LOCK_HOLDER, os.path.abspath(locking.__file__), str(folder)],
+                                stdout=subprocess.PIPE, text=True)
+        procs.append(proc)
+        assert proc.stdout.readline().strip() == "held"
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def trained_cells(monkeypatch):
+    """The label counts of every classifier the study trains from now on (``study.train_classifier`` wrapped)."""
+    from keras_medgan.evaluation import study
+
+    trained = []
+    real_train = study.train_classifier
+
+    def counting(model, images, labels, *args, **kwargs):
+        trained.append(len(labels))
+        return real_train(model, images, labels, *args, **kwargs)
+
+    monkeypatch.setattr(study, "train_classifier", counting)
+    return trained

@@ -1,7 +1,6 @@
 """`medgan-data demo-derm / demo-cxr`, `verify` and `inspect` through the CLI."""
 
 import json
-import os
 
 import numpy as np
 import pytest

@@ -9,31 +9,11 @@ import pytest
 
 from keras_medgan.evaluation import locking
 
-LOCKING_PY = os.path.abspath(locking.__file__)
 
-# A bare interpreter (no TensorFlow) that loads locking.py by path, holds the folder and waits.
-HOLDER = """
-import importlib.util, sys, time
-spec = importlib.util.spec_from_file_location("locking", sys.argv[1])
-locking = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(locking)
-with locking.hold(sys.argv[2]):
-    print("held", flush=True)
-    time.sleep(120)
-"""
-
-
-def hold_in_another_process(folder):
-    """Starts a process holding ``folder``'s lock; returns it once it holds it."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, LOCKING_PY, str(folder)], stdout=subprocess.PIPE,
-                            text=True)
-    assert proc.stdout.readline().strip() == "held"
-    return proc
-
-
-def test_a_second_process_is_refused_with_the_folder_and_pid_and_a_killed_holder_is_taken_over(tmp_path):
+def test_a_second_process_is_refused_with_the_folder_and_pid_and_a_killed_holder_is_taken_over(tmp_path,
+                                                                                             hold_study_lock):
     folder = tmp_path / "study"
-    proc = hold_in_another_process(folder)
+    proc = hold_study_lock(folder)
     try:
         with pytest.raises(locking.StudyLocked) as info:
             with locking.hold(str(folder)):

@@ -105,16 +105,9 @@ def tiny(tmp_path_factory):
     return cfg
 
 
-def test_a_killed_study_resumes_with_exactly_one_row_per_cell(tiny, tmp_path, monkeypatch):
+def test_a_killed_study_resumes_with_exactly_one_row_per_cell(tiny, tmp_path, trained_cells):
     out = str(tmp_path / "study")
-    trained = []
-    real_train = study_mod.train_classifier
-
-    def counting(model, images, labels, *args, **kwargs):
-        trained.append(len(labels))
-        return real_train(model, images, labels, *args, **kwargs)
-
-    monkeypatch.setattr(study_mod, "train_classifier", counting)
+    trained = trained_cells
     first = Study(tiny, out, log=lambda _: None).run(max_cells=3)  # "killed" after three models
     assert [r["cell"] for r in first] == ["augmentation-1-0/r00", "augmentation-1-1over2-fake-random/r00",
                                           "augmentation-1-0/r01"]

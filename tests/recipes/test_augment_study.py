@@ -2,13 +2,10 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from keras_medgan.data import schema
-from keras_medgan.evaluation import locking
 from keras_medgan.evaluation import study as study_mod
 from keras_medgan.recipes import augment_study
 
@@ -28,7 +25,7 @@ def _rows(path):
     return [line for line in open(path).read().split("\n") if line.endswith("}")]
 
 
-def test_smoke_study_runs_end_to_end_and_a_cut_study_resumes_only_its_missing_cells(env, monkeypatch):
+def test_smoke_study_runs_end_to_end_and_a_cut_study_resumes_only_its_missing_cells(env, request):
     # In-process (a SIGKILLed study is covered by tests/evaluation/test_study.py's cut-row resume; a subprocess
     # here would only add TensorFlow's start-up to the suite).
     run_dir = str(env / "runs" / "augment_study" / "00001-smoke")
@@ -39,14 +36,7 @@ def test_smoke_study_runs_end_to_end_and_a_cut_study_resumes_only_its_missing_ce
     # "Killed" after two models, while writing the third row: the file ends in half a line.
     with open(results, "w") as f:
         f.write("\n".join(complete[:2]) + "\n" + complete[2][:25])
-    trained = []
-    real_train = study_mod.train_classifier
-
-    def counting(model, images, labels, *args, **kwargs):
-        trained.append(len(labels))
-        return real_train(model, images, labels, *args, **kwargs)
-
-    monkeypatch.setattr(study_mod, "train_classifier", counting)
+    trained = request.getfixturevalue("trained_cells")  # counts from here on
     assert augment_study.main(["--resume", "--run-dir", run_dir]) == 0
     assert len(trained) == 2  # only the two missing cells; the GAN is not trained again
     rows = [json.loads(line) for line in _rows(results)]
@@ -139,34 +129,16 @@ def test_union_sources_are_read_not_generated_and_members_generate_their_share(e
     assert not os.path.exists(env / "run" / "gan")  # no GAN trained for a union or a given dataset
 
 
-# A bare interpreter (no TensorFlow) holding a study folder's lock, as a running study does.
-HOLDER = """
-import importlib.util, sys, time
-spec = importlib.util.spec_from_file_location("locking", sys.argv[1])
-locking = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(locking)
-with locking.hold(sys.argv[2]):
-    print("held", flush=True)
-    time.sleep(120)
-"""
-
-
-def test_a_second_process_on_the_same_study_folder_is_refused(env, capsys):
+def test_a_second_process_on_the_same_study_folder_is_refused(env, capsys, hold_study_lock):
     run_dir = env / "runs" / "augment_study" / "00001-smoke"
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, os.path.abspath(locking.__file__), str(run_dir)],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "held"
-        assert augment_study.main(["--preset", "smoke", "--run-dir", str(run_dir)]) == 1
-        err = capsys.readouterr().err
-        assert err.startswith(f"error: the study folder {run_dir} is already being run by PID {proc.pid} ")
-        assert "Wait for it to finish, or stop that process" in err
-        assert os.listdir(run_dir) == ["study.lock"]  # refused before writing anything
-        cfg = augment_study.config_lib.replace(augment_study.get_config("smoke"), {"data": {"data_dir": "x"},
-                                                                                  "sources": [{"name": "cdcgan",
-                                                                                               "data_dir": "y"}]})
-        with pytest.raises(study_mod.StudyLocked, match=f"already being run by PID {proc.pid}"):
-            study_mod.Study(cfg, str(run_dir)).run()
-    finally:
-        proc.kill()
-        proc.wait()
+    proc = hold_study_lock(run_dir)
+    assert augment_study.main(["--preset", "smoke", "--run-dir", str(run_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: the study folder {run_dir} is already being run by PID {proc.pid} ")
+    assert "Wait for it to finish, or stop that process" in err
+    assert os.listdir(run_dir) == ["study.lock"]  # refused before writing anything
+    cfg = augment_study.config_lib.replace(augment_study.get_config("smoke"), {"data": {"data_dir": "x"},
+                                                                              "sources": [{"name": "cdcgan",
+                                                                                           "data_dir": "y"}]})
+    with pytest.raises(study_mod.StudyLocked, match=f"already being run by PID {proc.pid}"):
+        study_mod.Study(cfg, str(run_dir)).run()
