@@ -78,7 +78,7 @@ class FederationConfig:
             1 = after every round; k = after rounds k, 2k, ... and the last (FID on 2,000 Inception-v3 images per
             client can cost more than a round of 100 local steps); 0 = never (a drill of the transport only: no
             FID curves, and the comparison arms are refused).
-        secagg: bool. Flower's SecAgg+ (refused: Flower 1.41 offers it only to the legacy strategy API).
+        secagg: bool. Flower's SecAgg+ (refused: Flower 1.41 and 1.42 offer it only to the legacy strategy API).
         client_cpus: float. CPUs each simulated client reserves in Ray (simulation mode).
         arms: tuple of str. Comparison arms to train: ``federated``, ``alone`` (each client on its own data, the
             same local steps per round) and ``centralized`` (pooled data, the same steps per round).
@@ -621,8 +621,8 @@ def _start(parser, args):
         parser.error(str(e))
     if cfg.federation.secagg:
         raise common.RecipeError(
-            "federation.secagg: Flower 1.41 offers SecAgg+ (SecAggPlusWorkflow + secaggplus_mod) only for the "
-            "legacy strategy / NumPyClient API, not for the Message-API FedAvg this recipe uses; run without it.")
+            "federation.secagg: Flower 1.41 and 1.42 offer SecAgg+ (SecAggPlusWorkflow + secaggplus_mod) only for "
+            "the legacy strategy / NumPyClient API, not for the Message-API FedAvg this recipe uses; run without it.")
     if args.run_dir and os.path.exists(os.path.join(args.run_dir, "config.json")):
         raise common.RecipeError(f"{args.run_dir} already holds a run; continue it with --resume or pass a new "
                                  "--run-dir (nothing was changed).")
