@@ -58,10 +58,11 @@ class GANAdapter(abc.ABC):
     def set_local_state(self, arrays: Sequence[np.ndarray]) -> None:
         """Restores ``local_state()``."""
 
+    @abc.abstractmethod
     def use_data(self, data_dir: str) -> None:
-        """Optional: train on another dataset folder from now on, keeping the weights and state (the recipe's
-        comparison arms reset one built model instead of building and tracing one per folder)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot switch datasets")
+        """Trains on another dataset folder from now on, keeping the weights and state. The Flower client serves
+        every node of a process with one adapter and switches it per message, and the recipe's comparison arms
+        reset one built model instead of building and tracing one per folder."""
 
     def progress(self) -> dict:
         """Numbers of this client's local state worth reporting each round (step counter, ADA p, ...): they go
