@@ -58,7 +58,8 @@ def machine_line(result: dict) -> str:
     load = result.get("load_1m") or {}
     text = (f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores"
             f"{' (AVX512_BF16)' if m.get('avx512_bf16') else ''}, GPU: {gpus}, "
-            f"TensorFlow {m.get('tensorflow', '?')}, Keras {m.get('keras', '?')}")
+            + (f"PyTorch {m['torch']} ({m.get('threads', '?')} threads)" if m.get("torch")
+               else f"TensorFlow {m.get('tensorflow', '?')}, Keras {m.get('keras', '?')}"))
     if load:
         text += f"; 1-minute load average {load.get('start')} at start, {load.get('end')} at end"
     return text
@@ -66,7 +67,8 @@ def machine_line(result: dict) -> str:
 
 def row_label(row: dict) -> str:
     """The network as the tables name it, e.g. ``DermGAN (resize_conv, base 64)``."""
-    names = {"dermgan": "DermGAN", "cdcgan": "cDCGAN", "ucgan": "UCGAN", "stylegan": "StyleGAN2-ADA"}
+    names = {"dermgan": "DermGAN", "cdcgan": "cDCGAN", "ucgan": "UCGAN", "stylegan": "StyleGAN2-ADA",
+             "pix2pix_reference": "pix2pix reference (PyTorch)"}
     name = names.get(row.get("model"), str(row.get("model")))
     return f"{name} ({row['variant']})" if row.get("variant") else name
 

@@ -120,8 +120,9 @@ class ResizeConv2D(keras.layers.Layer):
                 and height is not None and width is not None and height * width >= MIN_PIXELS_FOR_TRANSPOSED)
 
     def _transposed_equivalent(self, inputs):
-        kernel = _nearest_x2_taps(_nearest_x2_taps(self.conv.kernel, axis=0), axis=1)
-        kernel = keras.ops.transpose(kernel, (0, 1, 3, 2))  # [4, 4, in, out] -> conv_transpose's [4, 4, out, in]
+        # conv_transpose wants [4, 4, out, in]: transpose the 3x3 kernel first, 9 taps instead of 16 to move.
+        kernel = keras.ops.transpose(self.conv.kernel, (0, 1, 3, 2))
+        kernel = _nearest_x2_taps(_nearest_x2_taps(kernel, axis=0), axis=1)
         outputs = keras.ops.conv_transpose(inputs, kernel, strides=2, padding="same", data_format="channels_last")
         if self.use_bias:
             outputs = keras.ops.add(outputs, self.conv.bias)

@@ -39,6 +39,7 @@ from keras_medgan.data import semantic_maps as sm
 from keras_medgan.data.writer import ImageRecord, ShardedWriter, command_line
 from keras_medgan.gans import DermGAN
 from keras_medgan.io_utils import atomic_open, save_model_atomic
+from keras_medgan.optimizers import FusedAdam
 from keras_medgan.networks.patch_discriminator import patch_discriminator
 from keras_medgan.networks.unet_generator import unet_generator
 from keras_medgan.recipes import common
@@ -334,8 +335,8 @@ def train(argv=None) -> int:
         model = DermGAN(generator, discriminator)
         opt = cfg.optimizer
         model.compile(
-            g_optimizer=keras.optimizers.Adam(opt.g_learning_rate, beta_1=opt.beta_1, beta_2=opt.beta_2),
-            d_optimizer=keras.optimizers.Adam(opt.d_learning_rate, beta_1=opt.beta_1, beta_2=opt.beta_2),
+            g_optimizer=FusedAdam(opt.g_learning_rate, beta_1=opt.beta_1, beta_2=opt.beta_2),
+            d_optimizer=FusedAdam(opt.d_learning_rate, beta_1=opt.beta_1, beta_2=opt.beta_2),
             lambda_l1=cfg.loss.lambda_l1, lambda_roi=cfg.loss.lambda_roi, lambda_fm=cfg.loss.lambda_fm,
             lambda_gan=cfg.loss.lambda_gan, gan_loss=cfg.loss.gan_loss, jit_compile=runtime.jit)
     start_step = common.restore_for_resume(ckpt, _training_groups(model), run_dir)
