@@ -54,7 +54,10 @@ def test_uses_the_fused_kernel_only_where_it_applies():
 
 
 def test_mirrored_strategy_falls_back_with_the_same_result():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    # ReductionToOneDevice: the default collective all-reduce would reuse another test's collective instance
+    # keys in this process (tensorflow/tensorflow#62790, as in tests/gans/test_conditional_dcgan.py).
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
+                                              cross_device_ops=tf.distribute.ReductionToOneDevice())
     with strategy.scope():
         w = keras.Variable(np.ones((3,), "float32"))
         opt = FusedAdam(0.1, beta_1=0.5)

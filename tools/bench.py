@@ -10,6 +10,8 @@ Usage:
                         [--steps 10] [--warmup 3] [--profile DIR]
                         [--json bench.json] [--markdown bench.md] [--compare OLD.json]
   python tools/bench.py --compare OLD.json --current NEW.json   # ratios of two earlier runs, no measuring
+  python tools/bench.py --models dermgan256 --precision mixed_bfloat16 --reference REF.json
+                        # DermGAN vs the PyTorch pix2pix (REF.json from tools/bench_pix2pix_reference.py)
 
 What is timed:
   steps     one ``train_step`` of each GAN on a fixed random batch, wrapped in ``tf.function`` (XLA with
@@ -107,10 +109,11 @@ def model_spec(name: str) -> tuple:
 
 def resolve_options(args) -> argparse.Namespace:
     """Checks and expands the parsed options; raises ``BenchOptionError`` naming the option and the fix."""
-    if args.current and not args.compare:
-        raise BenchOptionError("--current NEW.json only makes sense with --compare OLD.json")
-    if args.compare and not os.path.isfile(args.compare):
-        raise BenchOptionError(f"--compare: {args.compare} does not exist")
+    if args.current and not (args.compare or args.reference):
+        raise BenchOptionError("--current NEW.json only makes sense with --compare OLD.json or --reference REF.json")
+    for option, path in (("--compare", args.compare), ("--reference", args.reference), ("--current", args.current)):
+        if path and not os.path.isfile(path):
+            raise BenchOptionError(f"{option}: {path} does not exist")
     if args.current:
         return args
     args.what = _split(args.what, "what", allowed=WHATS)
@@ -693,6 +696,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--markdown", default="bench.md", help="markdown table file (default bench.md)")
     add("--compare", default=None, metavar="OLD.json", help="print new/old ratios against an earlier run")
     add("--current", default=None, metavar="NEW.json", help="with --compare: compare two files, measure nothing")
+    add("--reference", default=None, metavar="REF.json",
+        help="print DermGAN's throughput over the PyTorch reference pix2pix's (a JSON file written by "
+             "tools/bench_pix2pix_reference.py on the same machine; issue 7's target is 1.3x); with --current, "
+             "compare that file instead of measuring")
     return parser
 
 
@@ -742,6 +749,14 @@ def run(args) -> dict:
     return result
 
 
+def _reference_section(result: dict, reference: dict, name: str) -> str:
+    rows = bench_report.reference_ratios(result, reference)
+    if not rows:
+        return (f"No DermGAN row shares an image size and batch size with {name}: run "
+                "`--models dermgan256 --batch-sizes 1,4` against the reference's defaults.\n")
+    return f"DermGAN vs the PyTorch reference pix2pix ({name}):\n\n" + bench_report.reference_table(rows)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -750,9 +765,13 @@ def main(argv=None) -> int:
     try:
         args = resolve_options(args)
         old = bench_report.load_result(args.compare) if args.compare else None
+        reference = bench_report.load_result(args.reference) if args.reference else None
         if args.current:
             new = bench_report.load_result(args.current)
-            print(bench_report.compare_table(bench_report.compare(old, new), args.compare, args.current), end="")
+            if old is not None:
+                print(bench_report.compare_table(bench_report.compare(old, new), args.compare, args.current), end="")
+            if reference is not None:
+                print(_reference_section(new, reference, args.reference), end="")
             return 0
     except (BenchOptionError, bench_report.BenchFileError) as e:
         parser.error(str(e))
@@ -768,6 +787,8 @@ def main(argv=None) -> int:
             f.write(text)
     if old is not None:
         print("\n" + bench_report.compare_table(bench_report.compare(old, result), args.compare, "this run"), end="")
+    if reference is not None:
+        print("\n" + _reference_section(result, reference, args.reference), end="")
     print(f"wrote {args.json} and {args.markdown}", file=sys.stderr)
     return 0
 

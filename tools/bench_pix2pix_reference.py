@@ -219,6 +219,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    layouts = [p.strip() for p in args.layouts.split(",") if p.strip()]
+    for value, allowed, name in ((precisions, ("float32", "bfloat16"), "--precision"),
+                                 (layouts, ("channels_last", "contiguous"), "--layouts")):
+        bad = [v for v in value if v not in allowed]
+        if bad:
+            print(f"error: {name} accepts {', '.join(allowed)}; got {', '.join(bad)}", file=sys.stderr)
+            return 2
+    try:
+        batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+    except ValueError:
+        batch_sizes = []
+    if not batch_sizes or min(batch_sizes) < 1 or args.steps < 1 or args.warmup < 0:
+        print(f"error: --batch-sizes takes integers >= 1 (got {args.batch_sizes!r}), --steps >= 1 and --warmup >= 0",
+              file=sys.stderr)
+        return 2
+    if args.size != 256:
+        print("error: --size must be 256: unet_256 has 8 stride-2 levels and is defined at 256 px", file=sys.stderr)
+        return 2
     try:
         import torch
     except ImportError:
@@ -228,20 +247,9 @@ def main(argv=None) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
-    layouts = [p.strip() for p in args.layouts.split(",") if p.strip()]
-    for value, allowed, name in ((precisions, ("float32", "bfloat16"), "--precision"),
-                                 (layouts, ("channels_last", "contiguous"), "--layouts")):
-        bad = [v for v in value if v not in allowed]
-        if bad:
-            print(f"error: {name} accepts {', '.join(allowed)}; got {', '.join(bad)}", file=sys.stderr)
-            return 2
-    if args.size != 256:
-        print("error: --size must be 256: unet_256 has 8 stride-2 levels and is defined at 256 px", file=sys.stderr)
-        return 2
     rows = []
     load_start = os.getloadavg()[0]
-    for batch_size in [int(b) for b in args.batch_sizes.split(",")]:
+    for batch_size in batch_sizes:
         for precision in precisions:
             for layout in layouts:
                 before = os.getloadavg()[0]
@@ -255,7 +263,7 @@ def main(argv=None) -> int:
         "version": bench_report.RESULT_VERSION,
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "gpus": [],
                     "torch": torch.__version__, "threads": torch.get_num_threads()},
-        "load_1m": {"start": load_start, "end": os.getloadavg()[0]},
+        "load_1m": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
         "command": "python tools/bench_pix2pix_reference.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"), "results": rows,
     }

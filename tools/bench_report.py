@@ -229,3 +229,46 @@ def compare_table(rows: list, old_name: str = "old", new_name: str = "new") -> s
         fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
         lines.append(f"| {r['what']} | {r['metric']} | {fmt(r['old'])} | {fmt(r['new'])} | {verdict} |")
     return "\n".join(lines) + "\n"
+
+
+# Issue 7's target: DermGAN's throughput over the PyTorch reference pix2pix's, each in its best precision.
+REFERENCE_TARGET = 1.3
+
+
+def reference_ratios(ours: dict, reference: dict, target: float = REFERENCE_TARGET) -> list:
+    """DermGAN against ``tools/bench_pix2pix_reference.py``: one row per (size, batch) in both runs.
+
+    Each side contributes its fastest row at that size and batch (its best precision and layout), and
+    ``ratio`` is our images/s over the reference's, the issue's measure; ``meets`` is ``ratio >= target``.
+    """
+    def fastest(rows, model):
+        best = {}
+        for r in normalise(rows)["results"]:
+            if r.get("benchmark") != "train_step" or r.get("model") != model or r.get("error"):
+                continue
+            key = (r["image_size"], r["batch_size"])
+            if key not in best or r["median_step_s"] < best[key]["median_step_s"]:
+                best[key] = r
+        return best
+
+    mine, theirs = fastest(ours, "dermgan"), fastest(reference, "pix2pix_reference")
+    out = []
+    for key in sorted(set(mine) & set(theirs)):
+        a, b = mine[key], theirs[key]
+        ratio = b["median_step_s"] / a["median_step_s"]
+        out.append({"image_size": key[0], "batch_size": key[1], "dermgan_s": a["median_step_s"],
+                    "dermgan_precision": a["precision"], "reference_s": b["median_step_s"],
+                    "reference_precision": b["precision"], "ratio": ratio, "target": target,
+                    "target_s": b["median_step_s"] / target, "meets": ratio >= target})
+    return out
+
+
+def reference_table(rows: list) -> str:
+    """``reference_ratios()`` rows as a markdown table."""
+    lines = ["| size | batch | DermGAN s/step (precision) | reference s/step (precision) | throughput ratio | "
+             "target | DermGAN s/step needed | verdict |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['image_size']} | {r['batch_size']} | {r['dermgan_s']:.4g} ({r['dermgan_precision']}) | "
+                     f"{r['reference_s']:.4g} ({r['reference_precision']}) | {r['ratio']:.2f}x | "
+                     f"{r['target']:.2f}x | <= {r['target_s']:.4g} | {'meets' if r['meets'] else 'misses'} |")
+    return "\n".join(lines) + "\n"

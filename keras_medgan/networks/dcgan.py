@@ -12,7 +12,7 @@ import numbers
 
 import keras
 
-from keras_medgan.layers.normalization import pix2pix_kernel_initializer
+from keras_medgan.layers.normalization import FusedBatchNormalization, pix2pix_kernel_initializer
 from keras_medgan.layers.resize_conv import ResizeConv2D
 
 UPSAMPLINGS = ("transpose", "resize_conv")
@@ -327,7 +327,7 @@ def _weight_layer(layer_class, name, spectral_norm, dtype=None, **kwargs):
 
 def _batch_norm(momentum, name):
     """DCGAN batch norm: PyTorch's epsilon, scale initialised N(1, 0.02)."""
-    return keras.layers.BatchNormalization(
+    return FusedBatchNormalization(
         momentum=momentum,
         epsilon=1e-5,
         gamma_initializer=keras.initializers.RandomNormal(mean=1.0, stddev=0.02),

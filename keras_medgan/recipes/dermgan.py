@@ -39,9 +39,9 @@ from keras_medgan.data import semantic_maps as sm
 from keras_medgan.data.writer import ImageRecord, ShardedWriter, command_line
 from keras_medgan.gans import DermGAN
 from keras_medgan.io_utils import atomic_open, save_model_atomic
-from keras_medgan.optimizers import FusedAdam
 from keras_medgan.networks.patch_discriminator import patch_discriminator
 from keras_medgan.networks.unet_generator import unet_generator
+from keras_medgan.optimizers import FusedAdam
 from keras_medgan.recipes import common
 from keras_medgan.recipes import evaluation as rec_eval
 

@@ -33,6 +33,7 @@ from keras_medgan.metrics.features import classifier_extractor
 from keras_medgan.networks import applications
 from keras_medgan.networks.classifiers import domain_classifier
 from keras_medgan.networks.dcgan import dcgan_discriminator, dcgan_generator
+from keras_medgan.optimizers import FusedAdam
 from keras_medgan.recipes import common
 from keras_medgan.recipes import evaluation as rec_eval
 
@@ -330,7 +331,7 @@ def build_model(cfg: NoiseGANConfig, channels: int, jit: bool, total_steps: int)
     o = cfg.optimizer
 
     def adam(lr):
-        return keras.optimizers.Adam(lr, beta_1=o.beta_1, beta_2=o.beta_2, weight_decay=o.weight_decay or None)
+        return FusedAdam(lr, beta_1=o.beta_1, beta_2=o.beta_2, weight_decay=o.weight_decay or None)
 
     if cfg.gan == "ucgan":
         g = cfg.guidance

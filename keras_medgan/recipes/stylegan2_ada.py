@@ -47,6 +47,7 @@ from keras_medgan.io_utils import atomic_open, save_model_atomic
 from keras_medgan.metrics.intervals import select_checkpoint
 from keras_medgan.networks.stylegan2 import (lazy_regularization, r1_gamma_heuristic, stylegan2_discriminator,
                                              stylegan2_generator)
+from keras_medgan.optimizers import FusedAdam
 from keras_medgan.recipes import common, noise_gan
 from keras_medgan.recipes import evaluation as rec_eval
 from keras_medgan.recipes.noise_gan import DetectionConfig
@@ -346,7 +347,7 @@ def build_model(cfg: StyleGANConfig, channels: int, jit: bool) -> StyleGAN2ADA:
     def adam(lr, interval, active):
         lr, (b1, b2) = lazy_regularization(lr, (o.beta_1, o.beta_2), interval) if active else (lr, (o.beta_1,
                                                                                                  o.beta_2))
-        return keras.optimizers.Adam(lr, beta_1=b1, beta_2=b2, epsilon=o.epsilon)
+        return FusedAdam(lr, beta_1=b1, beta_2=b2, epsilon=o.epsilon)
 
     gamma = r1_gamma(cfg)
     model.compile(adam(o.g_learning_rate, loss.pl_interval, loss.pl_weight > 0),

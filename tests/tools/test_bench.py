@@ -165,3 +165,44 @@ def test_quick_leaves_out_the_256px_stylegan_unless_asked():
     assert ("dermgan", 256) in quick.models
     assert ("stylegan", 256) in bench.resolve_options(parse([])).models
     assert bench.resolve_options(parse(["--quick", "--models", "stylegan256"])).models == [("stylegan", 256)]
+
+
+REFERENCE = {"version": 1, "machine": {"cpu": "Test CPU 9000", "cores": 2, "gpus": [], "torch": "2.13.0"},
+             "results": [
+                 _step(model="pix2pix_reference", batch=4, precision="bfloat16 channels_last", images_per_s=4.0),
+                 _step(model="pix2pix_reference", batch=4, precision="float32", images_per_s=3.0),
+                 _step(model="pix2pix_reference", batch=1, precision="bfloat16", images_per_s=2.0),
+             ]}
+
+
+def test_reference_ratio_takes_each_sides_fastest_row_and_checks_the_target():
+    ours = _result([_step(batch=4, images_per_s=5.6), _step(batch=4, precision="float32", images_per_s=3.0),
+                    _step(batch=1, images_per_s=2.4), _step(model="cdcgan", batch=1, images_per_s=99.0)])
+    rows = bench_report.reference_ratios(ours, REFERENCE)
+    assert [(r["batch_size"], r["dermgan_precision"], r["reference_precision"]) for r in rows] == [
+        (1, "mixed_bfloat16", "bfloat16"), (4, "mixed_bfloat16", "bfloat16 channels_last")]
+    # batch 1: 2.4 / 2.0 = 1.2x < 1.3 (needs 0.5 / 1.3 = 0.3846 s); batch 4: 5.6 / 4.0 = 1.4x.
+    assert [round(r["ratio"], 4) for r in rows] == [1.2, 1.4]
+    assert [r["meets"] for r in rows] == [False, True]
+    assert rows[0]["target_s"] == pytest.approx(0.5 / 1.3)
+    table = bench_report.reference_table(rows)
+    assert "| 256 | 4 | 0.7143 (mixed_bfloat16) | 1 (bfloat16 channels_last) | 1.40x | 1.30x | <= 0.7692 | meets |" in table
+    assert "1.20x" in table and "misses" in table
+
+
+def test_reference_cli_compares_saved_files_without_measuring(tmp_path, capsys):
+    ours, ref = tmp_path / "ours.json", tmp_path / "ref.json"
+    ours.write_text(json.dumps(_result([_step(batch=4, images_per_s=5.6)])))
+    ref.write_text(json.dumps(REFERENCE))
+    assert bench.main(["--reference", str(ref), "--current", str(ours)]) == 0
+    assert "| 256 | 4 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--reference", str(tmp_path / "missing.json"), "--current", str(ours)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--reference:" in err and "missing.json does not exist" in err
+
+
+def test_reference_machine_line_names_pytorch():
+    assert "PyTorch 2.13.0" in bench_report.machine_line(REFERENCE)
+    assert "TensorFlow" not in bench_report.machine_line(REFERENCE)
