@@ -60,8 +60,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tools import bench_report  # noqa: E402
 
 MODELS = ("dermgan64", "dermgan128", "dermgan256", "cdcgan64", "cdcgan128", "ucgan128", "stylegan32", "stylegan256")
-KINDS = ("dermgan", "cdcgan", "ucgan", "stylegan")
-DEFAULT_BATCHES = {"dermgan": (1, 4), "cdcgan": (64,), "ucgan": (12,), "stylegan": None}  # stylegan: by size
+# dermgansim: DermGAN with update_rule="simultaneous" (opt-in; both gradients from one forward pass).
+KINDS = ("dermgan", "dermgansim", "cdcgan", "ucgan", "stylegan")
+DEFAULT_BATCHES = {"dermgan": (1, 4), "dermgansim": (1, 4), "cdcgan": (64,), "ucgan": (12,),
+                   "stylegan": None}  # stylegan: by size
 WHATS = ("steps", "pipeline", "features", "peak")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "mirrored")
@@ -241,7 +243,7 @@ def _adam(lr=2e-4, **kwargs):
     return FusedAdam(lr, beta_1=0.5, **kwargs)
 
 
-def build_dermgan(size: int, batch_size: int, base_filters: int):
+def build_dermgan(size: int, batch_size: int, base_filters: int, update_rule: str = "alternating"):
     """DermGAN as the recipe trains it (resize-conv U-Net, PatchGAN, all four G terms) and one batch."""
     import numpy as np
     import tensorflow as tf
@@ -254,12 +256,18 @@ def build_dermgan(size: int, batch_size: int, base_filters: int):
     n_layers = 3 if size >= 64 else 2  # the 70-px PatchGAN needs >= 24 px; 32-px tests use 2 layers
     gan = DermGAN(unet_generator(size, base_filters=base_filters),
                   patch_discriminator(size, base_filters=base_filters, n_layers=n_layers))
-    gan.compile(_adam(), _adam())
+    gan.compile(_adam(), _adam(), update_rule=update_rule)
     boxes = np.tile(np.array([[[0.3, 0.3, 0.6, 0.7]]], np.float32), (batch_size, 1, 1))
     maps = sm.semantic_map(tf.fill([batch_size], 3), boxes, tf.zeros([batch_size, 1], tf.int32),
                            tf.ones([batch_size], tf.int32), 8, size)
     images = np.random.default_rng(0).uniform(-1, 1, (batch_size, size, size, 3)).astype("float32")
-    return gan, {"semantic_map": maps, "image": tf.constant(images)}, f"resize_conv, base {base_filters}"
+    variant = f"resize_conv, base {base_filters}" + (", simultaneous" if update_rule == "simultaneous" else "")
+    return gan, {"semantic_map": maps, "image": tf.constant(images)}, variant
+
+
+def build_dermgan_simultaneous(size: int, batch_size: int, base_filters: int):
+    """DermGAN with the opt-in simultaneous update (``DermGAN.compile(update_rule="simultaneous")``)."""
+    return build_dermgan(size, batch_size, base_filters, update_rule="simultaneous")
 
 
 def _noise_batch(batch_size: int, size: int, channels: int, classes: int) -> dict:
@@ -320,7 +328,7 @@ def build_stylegan(size: int, batch_size: int, base_filters: int):
     return gan, _noise_batch(batch_size, size, 3, STYLEGAN_CLASSES), variant
 
 
-BUILDERS = {"dermgan": build_dermgan, "cdcgan": build_cdcgan, "ucgan": build_ucgan, "stylegan": build_stylegan}
+BUILDERS = {"dermgan": build_dermgan, "dermgansim": build_dermgan_simultaneous, "cdcgan": build_cdcgan, "ucgan": build_ucgan, "stylegan": build_stylegan}
 
 
 def step_function(gan, kind: str, g_reg: bool = False, d_reg: bool = False):

@@ -34,7 +34,11 @@ def apply_scaled_gradients(optimizer, tape, loss, variables, skip_missing: bool 
     output bias) are left out of the update, as PyTorch's Adam skips parameters without ``.grad``; otherwise
     Keras warns about them.
     """
-    grads = tape.gradient(loss, variables)
+    return apply_gradients_with_norm(optimizer, tape.gradient(loss, variables), variables, skip_missing)
+
+
+def apply_gradients_with_norm(optimizer, grads, variables, skip_missing: bool = False) -> tf.Tensor:
+    """``apply_scaled_gradients`` for gradients already taken (of a loss made by ``scaled_loss``)."""
     pairs = [(g, v) for g, v in zip(grads, variables) if g is not None or not skip_missing]
     optimizer.apply_gradients(pairs)
     norm = global_norm(grads) * tf.distribute.get_strategy().num_replicas_in_sync

@@ -38,6 +38,7 @@ from keras_medgan.data import demo, pipelines, schema
 from keras_medgan.data import semantic_maps as sm
 from keras_medgan.data.writer import ImageRecord, ShardedWriter, command_line
 from keras_medgan.gans import DermGAN
+from keras_medgan.gans.dermgan import UPDATE_RULES
 from keras_medgan.io_utils import atomic_open, save_model_atomic
 from keras_medgan.networks.patch_discriminator import patch_discriminator
 from keras_medgan.networks.unet_generator import unet_generator
@@ -113,17 +114,26 @@ class LossConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-    """Adam for G and D (pix2pix: lr 2e-4, beta1 0.5; the DermGAN paper names no optimiser)."""
+    """Adam for G and D (pix2pix: lr 2e-4, beta1 0.5; the DermGAN paper names no optimiser).
+
+    ``update_rule``: ``alternating`` (pix2pix Sec. 3.3: a D step, then a G step against the updated D; the
+    default) or ``simultaneous`` (both gradients from one forward pass at the same weights: about 19 % fewer
+    FLOPs per step, a different algorithm; ``keras_medgan.gans.dermgan``).
+    """
 
     g_learning_rate: float = 2e-4
     d_learning_rate: float = 2e-4
     beta_1: float = 0.5
     beta_2: float = 0.999
+    update_rule: str = "alternating"
 
     def __post_init__(self):
         for name in ("g_learning_rate", "d_learning_rate"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"optimizer.{name} must be > 0. Received: {name}={getattr(self, name)!r}")
+        if self.update_rule not in UPDATE_RULES:
+            raise ValueError(f"optimizer.update_rule must be one of {', '.join(UPDATE_RULES)}. "
+                             f"Received: update_rule={self.update_rule!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -338,7 +348,8 @@ def train(argv=None) -> int:
             g_optimizer=FusedAdam(opt.g_learning_rate, beta_1=opt.beta_1, beta_2=opt.beta_2),
             d_optimizer=FusedAdam(opt.d_learning_rate, beta_1=opt.beta_1, beta_2=opt.beta_2),
             lambda_l1=cfg.loss.lambda_l1, lambda_roi=cfg.loss.lambda_roi, lambda_fm=cfg.loss.lambda_fm,
-            lambda_gan=cfg.loss.lambda_gan, gan_loss=cfg.loss.gan_loss, jit_compile=runtime.jit)
+            lambda_gan=cfg.loss.lambda_gan, gan_loss=cfg.loss.gan_loss, update_rule=opt.update_rule,
+            jit_compile=runtime.jit)
     start_step = common.restore_for_resume(ckpt, _training_groups(model), run_dir)
     data_cfg = common.train_data_config(cfg)
     num_classes = info.num_classes

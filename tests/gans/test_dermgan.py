@@ -23,12 +23,12 @@ def _batch(n=4, seed=0):
     return {"semantic_map": maps, "image": images}
 
 
-def _gan(base=8, **compile_kw):
+def _gan(base=8, g_lr=2e-4, d_lr=2e-4, **compile_kw):
     keras.utils.set_random_seed(1)
     gan = DermGAN(unet_generator(SIZE, base_filters=base), patch_discriminator(SIZE, base_filters=base, n_layers=2))
     kw = dict(lambda_l1=100.0, lambda_roi=100.0, lambda_fm=10.0)
     kw.update(compile_kw)
-    gan.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), keras.optimizers.Adam(2e-4, beta_1=0.5), **kw)
+    gan.compile(keras.optimizers.Adam(g_lr, beta_1=0.5), keras.optimizers.Adam(d_lr, beta_1=0.5), **kw)
     return gan
 
 
@@ -74,14 +74,16 @@ def test_test_step_reuses_the_loss_helpers_without_updating():
 @pytest.mark.parametrize("kw, message", [
     (dict(lambda_roi=-1.0), "`lambda_roi` must be >= 0. Received: lambda_roi=-1.0"),
     (dict(gan_loss="wgan"), "`gan_loss` must be one of"),
+    (dict(update_rule="joint"), "`update_rule` must be one of"),
 ])
 def test_compile_rejects_bad_settings(kw, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         _gan(**kw)
 
 
-def test_the_model_can_learn_l1_halves_on_a_fixed_batch():
-    gan = _gan(base=16)
+@pytest.mark.parametrize("update_rule", ["alternating", "simultaneous"])
+def test_the_model_can_learn_l1_halves_on_a_fixed_batch(update_rule):
+    gan = _gan(base=16, update_rule=update_rule)
     batch = _batch()
     ds = tf.data.Dataset.from_tensors(batch).repeat()
     first = float(gan.train_step(batch)["loss/g/l1"])
@@ -126,3 +128,37 @@ def test_train_step_under_mixed_precision(policy):
     assert all(np.isfinite(float(v)) for v in logs.values())
     wrapped = isinstance(gan.g_optimizer, keras.optimizers.LossScaleOptimizer)
     assert wrapped == (policy == "mixed_float16")  # loss scaling only where float16 needs it
+
+
+@pytest.mark.parametrize("frozen", ["generator", "discriminator"])
+def test_simultaneous_step_takes_both_gradients_at_the_same_weights(frozen):
+    # With one network's learning rate at 0 the alternating step's second update sees the same weights as the
+    # simultaneous step's, so the other network must come out identical; with both learning rates on, the
+    # alternating G step sees the updated D and the two rules differ.
+    lrs = {"g_lr": 0.0} if frozen == "generator" else {"d_lr": 0.0}
+    moving = "discriminator" if frozen == "generator" else "generator"
+    batch = _batch()
+    after = {}
+    for rule in ("alternating", "simultaneous"):
+        gan = _gan(update_rule=rule, **lrs)
+        logs = gan.train_step(batch)
+        after[rule] = ([w.numpy() for w in getattr(gan, moving).trainable_weights],
+                       [w.numpy() for w in getattr(gan, frozen).trainable_weights], logs)
+    for a, b in zip(after["alternating"][0], after["simultaneous"][0]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    for a, b in zip(after["alternating"][1], after["simultaneous"][1]):
+        np.testing.assert_array_equal(a, b)  # lr 0: untouched by either rule
+    # The D side's logs agree in both cases; G's only when D is frozen (else alternating's G sees D_{t+1}).
+    names = ("loss/d/total", "grad_norm/d") + (("loss/g/total", "grad_norm/g") if frozen == "discriminator" else ())
+    for name in names:
+        assert float(after["alternating"][2][name]) == pytest.approx(float(after["simultaneous"][2][name]), rel=1e-5)
+
+
+def test_simultaneous_and_alternating_differ_when_both_networks_learn():
+    batch = _batch()
+    g_after = {}
+    for rule in ("alternating", "simultaneous"):
+        gan = _gan(update_rule=rule, d_lr=1e-2)
+        gan.train_step(batch)
+        g_after[rule] = np.concatenate([w.numpy().ravel() for w in gan.generator.trainable_weights])
+    assert np.abs(g_after["alternating"] - g_after["simultaneous"]).max() > 1e-6

@@ -179,6 +179,7 @@ def test_reference_ratio_takes_each_sides_fastest_row_and_checks_the_target():
     ours = _result([_step(batch=4, images_per_s=5.6), _step(batch=4, precision="float32", images_per_s=3.0),
                     _step(batch=1, images_per_s=2.4), _step(model="cdcgan", batch=1, images_per_s=99.0)])
     rows = bench_report.reference_ratios(ours, REFERENCE)
+    assert {r["update_rule"] for r in rows} == {"alternating"}
     assert [(r["batch_size"], r["dermgan_precision"], r["reference_precision"]) for r in rows] == [
         (1, "mixed_bfloat16", "bfloat16"), (4, "mixed_bfloat16", "bfloat16 channels_last")]
     # batch 1: 2.4 / 2.0 = 1.2x < 1.3 (needs 0.5 / 1.3 = 0.3846 s); batch 4: 5.6 / 4.0 = 1.4x.
@@ -186,8 +187,15 @@ def test_reference_ratio_takes_each_sides_fastest_row_and_checks_the_target():
     assert [r["meets"] for r in rows] == [False, True]
     assert rows[0]["target_s"] == pytest.approx(0.5 / 1.3)
     table = bench_report.reference_table(rows)
-    assert "| 256 | 4 | 0.7143 (mixed_bfloat16) | 1 (bfloat16 channels_last) | 1.40x | 1.30x | <= 0.7692 | meets |" in table
+    assert ("| 256 | 4 | alternating | 0.7143 (mixed_bfloat16) | 1 (bfloat16 channels_last) | 1.40x | 1.30x | "
+            "<= 0.7692 | meets |") in table
     assert "1.20x" in table and "misses" in table
+
+
+def test_reference_ratio_reports_the_simultaneous_update_on_its_own_row():
+    ours = _result([_step(batch=4, images_per_s=5.0), _step(model="dermgansim", batch=4, images_per_s=6.0)])
+    rows = bench_report.reference_ratios(ours, REFERENCE)
+    assert [(r["update_rule"], round(r["ratio"], 3)) for r in rows] == [("alternating", 1.25), ("simultaneous", 1.5)]
 
 
 def test_reference_cli_compares_saved_files_without_measuring(tmp_path, capsys):
