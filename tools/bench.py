@@ -16,7 +16,8 @@ Usage:
 What is timed:
   steps     one ``train_step`` of each GAN on a fixed random batch, wrapped in ``tf.function`` (XLA with
             --jit): the first call (tracing + compilation) on its own, then the median over --steps
-            calls after --warmup. DermGAN (resize-conv U-Net + PatchGAN, all four G terms; batches 1, 4),
+            calls after --warmup. DermGAN (resize-conv U-Net + PatchGAN, all four G terms; batches 1, 4;
+            ``dermgansim<size>`` times the opt-in simultaneous update rule),
             the paper-001 conditional DCGAN (4 classes, latent 100, transposed convolutions, spectral-norm
             D, Adam 2e-4 / 0.5; batch 64) and the paper-004 UCGAN (unconditional DCGAN G and D, domain
             classifier C with its guidance losses, schedule ((0, 1, 1),); 1-channel X-ray size; batch 12)
@@ -37,7 +38,8 @@ What is timed:
 
 Every row records peak host memory during that benchmark (VmHWM, reset per row on Linux), peak GPU
 memory on a GPU, and the 1-minute load average before and after it: a row measured on a busy machine
-shows it. Results go to --json and --markdown; --compare prints new/old ratios against an earlier JSON.
+shows it. Results go to --json and --markdown; --compare prints new/old ratios against an earlier JSON;
+--reference prints DermGAN's throughput ratio against tools/bench_pix2pix_reference.py's JSON.
 """
 
 from __future__ import annotations
@@ -328,7 +330,8 @@ def build_stylegan(size: int, batch_size: int, base_filters: int):
     return gan, _noise_batch(batch_size, size, 3, STYLEGAN_CLASSES), variant
 
 
-BUILDERS = {"dermgan": build_dermgan, "dermgansim": build_dermgan_simultaneous, "cdcgan": build_cdcgan, "ucgan": build_ucgan, "stylegan": build_stylegan}
+BUILDERS = {"dermgan": build_dermgan, "dermgansim": build_dermgan_simultaneous, "cdcgan": build_cdcgan,
+            "ucgan": build_ucgan, "stylegan": build_stylegan}
 
 
 def step_function(gan, kind: str, g_reg: bool = False, d_reg: bool = False):
@@ -703,7 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--json", default="bench.json", help="result file (default bench.json)")
     add("--markdown", default="bench.md", help="markdown table file (default bench.md)")
     add("--compare", default=None, metavar="OLD.json", help="print new/old ratios against an earlier run")
-    add("--current", default=None, metavar="NEW.json", help="with --compare: compare two files, measure nothing")
+    add("--current", default=None, metavar="NEW.json", help="with --compare or --reference: compare saved files, measure nothing")
     add("--reference", default=None, metavar="REF.json",
         help="print DermGAN's throughput over the PyTorch reference pix2pix's (a JSON file written by "
              "tools/bench_pix2pix_reference.py on the same machine; issue 7's target is 1.3x); with --current, "
