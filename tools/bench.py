@@ -416,6 +416,15 @@ def _time_steps(step, batch, strategy, steps: int, warmup: int, profile_dir: str
     return first, times, cpu
 
 
+def seconds(value: float) -> float:
+    """A time for the JSON, to 4 significant digits: decimal places would lose most of a 5 ms step.
+
+    >>> seconds(0.0047312), seconds(1.234567)
+    (0.004731, 1.235)
+    """
+    return float(f"{value:.4g}")
+
+
 def amortised_step(main_s: float, with_g_reg_s: float, with_d_reg_s: float, pl_interval: int,
                    r1_interval: int) -> float:
     """StyleGAN2's lazy regularisation (StyleGAN2 Sec. 3.1, ADA code ``G_reg_interval`` / ``D_reg_interval``): the
@@ -438,10 +447,10 @@ def _stylegan_amortised(gan, batch, strategy, compile_step, main_s: float, batch
     for name, g_reg, d_reg in (("g_reg", True, False), ("d_reg", False, True)):
         _, times, _ = _time_steps(compile_step(step_function(gan, "stylegan", g_reg, d_reg)), batch, strategy,
                                   max(1, steps // 2), min(warmup, 1))
-        out[f"median_step_with_{name}_s"] = round(statistics.median(times), 4)
+        out[f"median_step_with_{name}_s"] = seconds(statistics.median(times))
     amortised = amortised_step(main_s, out["median_step_with_g_reg_s"], out["median_step_with_d_reg_s"],
                                gan.pl_interval, gan.r1_interval)
-    out.update({"amortised_step_s": round(amortised, 4), "sec_per_kimg": round(amortised / batch_size * 1000, 2)})
+    out.update({"amortised_step_s": seconds(amortised), "sec_per_kimg": round(amortised / batch_size * 1000, 2)})
     return out
 
 
@@ -487,12 +496,12 @@ def bench_train_step(kind: str, size: int, batch_size: int, precision: str, jit:
                                                batch_size, steps, warmup))
             row.update(memory.read())
         median = statistics.median(times)
-        row.update({"median_step_s": round(median, 4), "images_per_s": round(batch_size / median, 2),
-                    "min_step_s": round(min(times), 4),
+        row.update({"median_step_s": seconds(median), "images_per_s": round(batch_size / median, 2),
+                    "min_step_s": seconds(min(times)),
                     # CPU seconds of all this process's threads per step: less sensitive than wall time to
                     # other jobs on the machine (their load shows in load_1m).
-                    "cpu_s_per_step": round(cpu / steps, 4),
-                    "step_times_s": [round(t, 4) for t in times]})
+                    "cpu_s_per_step": seconds(cpu / steps),
+                    "step_times_s": [seconds(t) for t in times]})
         try:
             flops = graph_flops(step.get_concrete_function(batch).graph)
         except Exception:  # FLOPs are a nice-to-have; never lose the timing over them

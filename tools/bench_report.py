@@ -233,6 +233,7 @@ def compare_table(rows: list, old_name: str = "old", new_name: str = "new") -> s
 
 # Issue 7's target: DermGAN's throughput over the PyTorch reference pix2pix's, each in its best precision.
 REFERENCE_TARGET = 1.3
+POLICY_COMPUTE_DTYPE = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 
 
 def reference_ratios(ours: dict, reference: dict, target: float = REFERENCE_TARGET) -> list:
@@ -254,6 +255,7 @@ def reference_ratios(ours: dict, reference: dict, target: float = REFERENCE_TARG
         return best
 
     theirs = fastest(reference, "pix2pix_reference")
+    peaks = {r["dtype"]: r["gflops"] for r in normalise(ours)["results"] if r.get("benchmark") == "matmul_peak"}
     out = []
     for model, rule in (("dermgan", "alternating"), ("dermgansim", "simultaneous")):
         mine = fastest(ours, model)
@@ -264,16 +266,37 @@ def reference_ratios(ours: dict, reference: dict, target: float = REFERENCE_TARG
                         "dermgan_s": a["median_step_s"], "dermgan_precision": a["precision"],
                         "reference_s": b["median_step_s"], "reference_precision": b["precision"], "ratio": ratio,
                         "target": target, "target_s": b["median_step_s"] / target, "meets": ratio >= target})
+            out[-1].update(_target_rate(a, out[-1]["target_s"], peaks))
     return out
+
+
+def _target_rate(row: dict, target_s: float, peaks: dict) -> dict:
+    """The GFLOP/s our step would have to sustain to meet the target, and its share of the measured matmul peak.
+
+    A share near or above 1 means no kernel work can meet the target: only a step with fewer FLOPs can.
+    ``peaks`` maps a dtype name to a ``matmul_peak`` row's GFLOP/s; the precision's compute dtype picks one.
+    """
+    gflop = row.get("gflop_per_step")
+    if not gflop:
+        return {"gflops_needed": None, "peak_gflops": None, "peak_share_needed": None}
+    peak = peaks.get(POLICY_COMPUTE_DTYPE.get(row.get("precision"), "float32"))
+    needed = gflop / target_s
+    return {"gflops_needed": needed, "peak_gflops": peak, "peak_share_needed": needed / peak if peak else None}
 
 
 def reference_table(rows: list) -> str:
     """``reference_ratios()`` rows as a markdown table."""
     lines = ["| size | batch | DermGAN update | DermGAN s/step (precision) | reference s/step (precision) | "
-             "throughput ratio | target | DermGAN s/step needed | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+             "throughput ratio | target | DermGAN s/step needed | GFLOP/s needed (of matmul peak) | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        rate = "-"
+        if r.get("gflops_needed"):
+            rate = f"{r['gflops_needed']:.0f}"
+            if r.get("peak_share_needed"):
+                rate += f" ({100 * r['peak_share_needed']:.0f} % of {r['peak_gflops']:.0f})"
         lines.append(f"| {r['image_size']} | {r['batch_size']} | {r['update_rule']} | "
                      f"{r['dermgan_s']:.4g} ({r['dermgan_precision']}) | "
                      f"{r['reference_s']:.4g} ({r['reference_precision']}) | {r['ratio']:.2f}x | "
-                     f"{r['target']:.2f}x | <= {r['target_s']:.4g} | {'meets' if r['meets'] else 'misses'} |")
+                     f"{r['target']:.2f}x | <= {r['target_s']:.4g} | {rate} | {'meets' if r['meets'] else 'misses'} |")
     return "\n".join(lines) + "\n"

@@ -3,7 +3,7 @@
 #
 #   tools/bench_vs_reference.sh [ROUNDS] [OUT_DIR]
 #
-# Each round runs tools/bench.py (DermGAN, alternating and simultaneous, mixed_bfloat16, batches 1 and 4) in a
+# Each round runs tools/bench.py (DermGAN, alternating and simultaneous, mixed_bfloat16, batches 1 and 4) and the matmul peak in a
 # fresh process, then tools/bench_pix2pix_reference.py (bfloat16 and float32, both memory layouts), and prints
 # that round's ratio table; interleaving keeps a slow spell of the machine from landing on one side only.
 # PYTHON (default: python) runs keras-medgan; TORCH_PYTHON (default: python) must have torch installed, e.g.
@@ -21,7 +21,7 @@ if ! "$torch_python" -c "import torch" 2>/dev/null; then
 fi
 mkdir -p "$out"
 for r in $(seq 1 "$rounds"); do
-  "$python" "$here/bench.py" --what steps --models dermgan256,dermgansim256 --precision mixed_bfloat16 \
+  "$python" "$here/bench.py" --what steps,peak --models dermgan256,dermgansim256 --precision mixed_bfloat16 \
     --batch-sizes 1,4 --steps 15 --warmup 3 --json "$out/ours-$r.json" --markdown "$out/ours-$r.md" \
     > "$out/ours-$r.log" 2>&1
   "$torch_python" "$here/bench_pix2pix_reference.py" --precision bfloat16,float32 \
