@@ -3,8 +3,8 @@
 #
 #   tools/bench_vs_reference.sh [ROUNDS] [OUT_DIR]
 #
-# Each round runs tools/bench.py (DermGAN, alternating and simultaneous, mixed_bfloat16, batches 1 and 4) and the matmul peak in a
-# fresh process, then tools/bench_pix2pix_reference.py (bfloat16 and float32, both memory layouts), and prints
+# Each round runs tools/bench.py (DermGAN, alternating and simultaneous, mixed_bfloat16, batches 1 and 4, and the
+# matmul peak) in a fresh process, then tools/bench_pix2pix_reference.py (bfloat16 and float32, both memory layouts), and prints
 # that round's ratio table; interleaving keeps a slow spell of the machine from landing on one side only.
 # PYTHON (default: python) runs keras-medgan; TORCH_PYTHON (default: python) must have torch installed, e.g.
 #   python -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch numpy
